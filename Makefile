@@ -1,0 +1,59 @@
+# Makefile for omen (PGXS)
+#
+# `make` builds omen.so; `make install` installs it into the PostgreSQL found
+# by PG_CONFIG.  The tests are run by test/run, which also installs what they
+# need; see README.md.
+
+EXTENSION = omen
+EXTVERSION = 0.1.0
+MODULE_big = omen
+
+OBJS = \
+	src/distance.o \
+	src/distance_avx2.o \
+	src/distance_avx512.o \
+	src/omen.o \
+	src/omenbuild.o \
+	src/omencost.o \
+	src/omeninsert.o \
+	src/omenscan.o \
+	src/omenutils.o \
+	src/omenvacuum.o \
+	src/omenvalidate.o \
+	src/omenvector.o
+
+DATA = sql/omen--$(EXTVERSION).sql
+PGFILEDESC = "omen - HNSW vector index access method"
+
+# pg_regress suites, in sql/ and expected/, run in this order
+REGRESS = kernels_sql vector_distance bad_input
+REGRESS_OPTS = --load-extension=vector --load-extension=omen
+
+PG_CONFIG ?= pg_config
+
+# Warnings are errors.  Unused parameters are normal in index AM callbacks,
+# whose signatures are fixed by PostgreSQL.
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+# No LLVM bitcode: the SIMD kernels rely on per-function target attributes
+# that only matter for native code.
+with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Standalone kernel unit test and micro-benchmark: plain C, no server needed.
+KERNEL_SRCS = src/distance.c src/distance_avx2.c src/distance_avx512.c
+KERNEL_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu99 -Isrc
+
+test/kernels: test/kernels.c $(KERNEL_SRCS) src/distance.h
+	$(CC) $(KERNEL_CFLAGS) -o $@ test/kernels.c $(KERNEL_SRCS) -lm
+
+bench/kernels: bench/kernels.c $(KERNEL_SRCS) src/distance.h
+	$(CC) $(KERNEL_CFLAGS) -o $@ bench/kernels.c $(KERNEL_SRCS) -lm
+
+EXTRA_CLEAN = test/kernels bench/kernels
+
+.PHONY: kernel-test
+kernel-test: test/kernels
+	./test/kernels
