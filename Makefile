@@ -17,6 +17,7 @@ OBJS = \
 	src/omencost.o \
 	src/omeninsert.o \
 	src/omenscan.o \
+	src/omensearch.o \
 	src/omenutils.o \
 	src/omenvacuum.o \
 	src/omenvalidate.o \
@@ -37,7 +38,7 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 
 # No LLVM bitcode: the SIMD kernels rely on per-function target attributes
 # that only matter for native code.
-with_llvm = no
+override with_llvm = no
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -57,3 +58,8 @@ EXTRA_CLEAN = test/kernels bench/kernels
 .PHONY: kernel-test
 kernel-test: test/kernels
 	./test/kernels
+
+# Used by test/run to learn the pg_regress suites
+.PHONY: print-regress
+print-regress:
+	@echo $(REGRESS)

@@ -1,0 +1,201 @@
+/*-------------------------------------------------------------------------
+ *
+ * omen.c
+ *	  The omen index access method handler, its relation options and GUCs,
+ *	  and the module's load-time setup (SIMD kernel dispatch).
+ *
+ * IDENTIFICATION
+ *	  src/omen.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/reloptions.h"
+#include "commands/progress.h"
+#include "commands/vacuum.h"
+#include "fmgr.h"
+#include "omen.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+int			omen_ef_search = OMEN_DEFAULT_EF_SEARCH;
+
+/* omen.simd: the highest kernel implementation to use */
+static int	omen_simd_max = OMEN_SIMD_AVX512;
+
+static const struct config_enum_entry omen_simd_options[] = {
+	{"scalar", OMEN_SIMD_SCALAR, false},
+	{"avx2", OMEN_SIMD_AVX2, false},
+	{"avx512", OMEN_SIMD_AVX512, false},
+	{NULL, 0, false}
+};
+
+static relopt_kind omen_relopt_kind;
+
+static void
+omen_simd_assign(int newval, void *extra)
+{
+	omen_simd_init((OmenSimdLevel) newval);
+}
+
+/*
+ * Module load: register reloptions and GUCs, and pick the distance kernels
+ * for this CPU.  Parallel workers run this too, before the leader's GUC
+ * values reach them; the assign hook then re-runs the dispatch.
+ */
+void
+_PG_init(void)
+{
+	omen_simd_init(OMEN_SIMD_AVX512);
+
+	omen_relopt_kind = add_reloption_kind();
+	add_int_reloption(omen_relopt_kind, "m",
+					  "Maximum number of neighbours per element and graph level",
+					  OMEN_DEFAULT_M, OMEN_MIN_M, OMEN_MAX_M,
+					  AccessExclusiveLock);
+	add_int_reloption(omen_relopt_kind, "ef_construction",
+					  "Size of the candidate list while building the graph",
+					  OMEN_DEFAULT_EF_CONSTRUCTION, OMEN_MIN_EF_CONSTRUCTION,
+					  OMEN_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
+
+	DefineCustomIntVariable("omen.ef_search",
+							"Size of the candidate list of an index scan.",
+							"Larger values find more of the true nearest neighbours, at more cost per query.",
+							&omen_ef_search,
+							OMEN_DEFAULT_EF_SEARCH, OMEN_MIN_EF_SEARCH, OMEN_MAX_EF_SEARCH,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("omen.simd",
+							 "Highest SIMD implementation of the distance kernels to use.",
+							 "The best one the CPU supports is used, up to this level.",
+							 &omen_simd_max, OMEN_SIMD_AVX512, omen_simd_options,
+							 PGC_USERSET, 0, NULL, omen_simd_assign, NULL);
+
+	MarkGUCPrefixReserved("omen");
+}
+
+/*
+ * Parse WITH (...) options.  They are copied into the metapage at build,
+ * so later changes (ALTER INDEX ... SET) take effect at the next REINDEX.
+ */
+bytea *
+omenoptions(Datum reloptions, bool validate)
+{
+	static const relopt_parse_elt tab[] = {
+		{"m", RELOPT_TYPE_INT, offsetof(OmenOptions, m)},
+		{"ef_construction", RELOPT_TYPE_INT, offsetof(OmenOptions, ef_construction)},
+	};
+
+	return (bytea *) build_reloptions(reloptions, validate, omen_relopt_kind,
+									  sizeof(OmenOptions), tab, lengthof(tab));
+}
+
+/* Name the build phases shown in pg_stat_progress_create_index */
+static char *
+omenbuildphasename(int64 phasenum)
+{
+	switch (phasenum)
+	{
+		case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+			return "initializing";
+		case 2:
+			return "loading tuples";
+		case 3:
+			return "writing pages";
+		default:
+			return NULL;
+	}
+}
+
+static bool
+omenproperty(Oid index_oid, int attno, IndexAMProperty prop,
+			 const char *propname, bool *res, bool *isnull)
+{
+	if (attno == 0)
+		return false;
+	switch (prop)
+	{
+		case AMPROP_DISTANCE_ORDERABLE:
+			*res = true;
+			return true;
+		case AMPROP_RETURNABLE:
+		case AMPROP_ORDERABLE:
+			*res = false;
+			return true;
+		default:
+			return false;
+	}
+}
+
+PG_FUNCTION_INFO_V1(omenhandler);
+Datum
+omenhandler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+
+	amroutine->amstrategies = 0;
+	amroutine->amsupport = OMEN_NPROC;
+	amroutine->amoptsprocnum = 0;
+	amroutine->amcanorder = false;
+	amroutine->amcanorderbyop = true;
+	amroutine->amcanbackward = false;
+	amroutine->amcanunique = false;
+	amroutine->amcanmulticol = false;
+	amroutine->amoptionalkey = true;
+	amroutine->amsearcharray = false;
+	amroutine->amsearchnulls = false;
+	amroutine->amstorage = false;
+	amroutine->amclusterable = false;
+	amroutine->ampredlocks = false;
+	amroutine->amcanparallel = false;
+	amroutine->amcaninclude = false;
+	amroutine->amusemaintenanceworkmem = false;
+	amroutine->amparallelvacuumoptions =
+		VACUUM_OPTION_PARALLEL_BULKDEL | VACUUM_OPTION_PARALLEL_CLEANUP;
+	amroutine->amkeytype = InvalidOid;
+
+	amroutine->ambuild = omenbuild;
+	amroutine->ambuildempty = omenbuildempty;
+	amroutine->aminsert = omeninsert;
+	amroutine->ambulkdelete = omenbulkdelete;
+	amroutine->amvacuumcleanup = omenvacuumcleanup;
+	amroutine->amcanreturn = NULL;
+	amroutine->amcostestimate = omencostestimate;
+	amroutine->amoptions = omenoptions;
+	amroutine->amproperty = omenproperty;
+	amroutine->ambuildphasename = omenbuildphasename;
+	amroutine->amvalidate = omenvalidate;
+	amroutine->amadjustmembers = NULL;
+	amroutine->ambeginscan = omenbeginscan;
+	amroutine->amrescan = omenrescan;
+	amroutine->amgettuple = omengettuple;
+	amroutine->amgetbitmap = NULL;
+	amroutine->amendscan = omenendscan;
+	amroutine->ammarkpos = NULL;
+	amroutine->amrestrpos = NULL;
+	amroutine->amestimateparallelscan = NULL;
+	amroutine->aminitparallelscan = NULL;
+	amroutine->amparallelrescan = NULL;
+
+	PG_RETURN_POINTER(amroutine);
+}
+
+/* SQL: the kernel implementation in use in this backend */
+PG_FUNCTION_INFO_V1(omen_simd_level);
+Datum
+omen_simd_level(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(omen_simd_level_name(omen_simd_active_level())));
+}
+
+/* SQL: the CPU features the dispatcher detected */
+PG_FUNCTION_INFO_V1(omen_simd_features);
+Datum
+omen_simd_features(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(omen_simd_cpu_features()));
+}

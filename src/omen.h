@@ -1,0 +1,446 @@
+/*-------------------------------------------------------------------------
+ *
+ * omen.h
+ *	  Shared declarations for the omen index access method: page layout,
+ *	  element addressing, options, and the prototypes of the AM callbacks.
+ *
+ * Read src/README first: it explains the layout drawn here, the WAL and
+ * locking protocols, and the search algorithm.
+ *
+ * IDENTIFICATION
+ *	  src/omen.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OMEN_H
+#define OMEN_H
+
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "access/itup.h"
+#include "access/reloptions.h"
+#include "lib/pairingheap.h"
+#include "nodes/execnodes.h"
+#include "storage/bufmgr.h"
+#include "utils/relcache.h"
+
+#include "distance.h"
+
+/*
+ * On-disk format version.  Bump it whenever the layout of any page changes;
+ * an index of another version is refused with a hint to REINDEX.
+ */
+#define OMEN_MAGIC				0x4F4D454E	/* "OMEN" */
+#define OMEN_FORMAT_VERSION		1
+
+/* pgvector's limit on vector dimensions, which is also ours */
+#define OMEN_MAX_DIM			16000
+
+/* Page identifier in the last two bytes of every page, for pg_filedump */
+#define OMEN_PAGE_ID			0xFF9A
+
+#define OMEN_METAPAGE_BLKNO		0
+
+/* Page types (OmenPageOpaque->type) */
+#define OMEN_PAGE_META			1
+#define OMEN_PAGE_GRAPH			2	/* fixed-size element slots */
+#define OMEN_PAGE_VECTOR		3	/* full-precision vectors, as items */
+#define OMEN_PAGE_UPPER			4	/* neighbour lists of levels >= 1, items */
+
+/*
+ * Support function numbers.  Procedure 1 is the SQL-callable distance
+ * function, kept so that amvalidate and users see what the opclass
+ * computes; procedure 2 returns the OmenMetricInfo that the AM uses to run
+ * its own kernels without going through the function manager.
+ */
+#define OMEN_DISTANCE_PROC		1
+#define OMEN_METRIC_PROC		2
+#define OMEN_NPROC				2
+
+/* Reloption ranges */
+#define OMEN_DEFAULT_M			16
+#define OMEN_MIN_M				2
+#define OMEN_MAX_M				100
+#define OMEN_DEFAULT_EF_CONSTRUCTION	64
+#define OMEN_MIN_EF_CONSTRUCTION	4
+#define OMEN_MAX_EF_CONSTRUCTION	1000
+#define OMEN_DEFAULT_EF_SEARCH	40
+#define OMEN_MIN_EF_SEARCH		1
+#define OMEN_MAX_EF_SEARCH		1000
+
+/* Highest level an element may get; 2^-(m*16) is beyond any table */
+#define OMEN_MAX_LEVEL			16
+
+/* Segments: independent HNSW graphs of one index */
+#define OMEN_MAX_SEGMENTS		64
+
+/*
+ * Element numbers.  An element is addressed by a 32-bit number that encodes
+ * the graph page and the slot on it, so that following a neighbour needs no
+ * directory lookup.  With 7 slot bits an index can have 2^25 graph pages
+ * (256 GB of them); a page never holds more than 128 slots.
+ */
+typedef uint32 OmenElem;
+
+#define OMEN_SLOT_BITS			7
+#define OMEN_MAX_SLOTS_PER_PAGE (1 << OMEN_SLOT_BITS)
+#define OMEN_INVALID_ELEM		((OmenElem) 0xFFFFFFFF)
+#define OMEN_MAX_BLOCKS			((BlockNumber) 1 << (32 - OMEN_SLOT_BITS))
+#define OmenElemMake(blk, slot) ((OmenElem) (((uint32) (blk) << OMEN_SLOT_BITS) | (uint32) (slot)))
+#define OmenElemBlock(e)		((BlockNumber) ((e) >> OMEN_SLOT_BITS))
+#define OmenElemSlot(e)			((int) ((e) & (OMEN_MAX_SLOTS_PER_PAGE - 1)))
+
+/* Metrics and element types, as told by the opclass's metric procedure */
+typedef enum OmenMetric
+{
+	OMEN_METRIC_L2 = 1,			/* <->, internally squared */
+	OMEN_METRIC_IP = 2,			/* <#>, negative inner product */
+	OMEN_METRIC_COSINE = 3,		/* <=>, 1 - cosine similarity */
+	OMEN_METRIC_L1 = 4			/* <+> */
+} OmenMetric;
+
+typedef enum OmenElemType
+{
+	OMEN_TYPE_VECTOR = 1		/* pgvector's vector: float4 values */
+} OmenElemType;
+
+typedef struct OmenMetricInfo
+{
+	int32		metric;			/* OmenMetric */
+	int32		elemtype;		/* OmenElemType */
+} OmenMetricInfo;
+
+/*
+ * Special space of every page.
+ */
+typedef struct OmenPageOpaqueData
+{
+	BlockNumber nextblkno;		/* reserved; InvalidBlockNumber */
+	uint16		type;			/* OMEN_PAGE_* */
+	uint16		nslots;			/* graph pages: number of slots */
+	uint16		unused;
+	uint16		page_id;		/* OMEN_PAGE_ID */
+} OmenPageOpaqueData;
+
+typedef OmenPageOpaqueData *OmenPageOpaque;
+
+#define OmenPageGetOpaque(page) ((OmenPageOpaque) PageGetSpecialPointer(page))
+
+/*
+ * One segment: an independent HNSW graph.  Scans search every segment and
+ * merge; inserts go to the newest.
+ */
+typedef struct OmenSegmentData
+{
+	OmenElem	entry;			/* entry point, or OMEN_INVALID_ELEM */
+	int16		entrylevel;		/* its level, -1 if none */
+	uint16		flags;
+	uint32		nelements;		/* elements at build or last vacuum */
+} OmenSegmentData;
+
+/*
+ * The metapage.  Everything that shapes the on-disk structure is frozen
+ * here at build time; reloptions changed later with ALTER INDEX only take
+ * effect at the next REINDEX.
+ */
+typedef struct OmenMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	int32		dims;			/* 0 until the first vector is seen */
+	int16		metric;			/* OmenMetric, for omen_verify and checks */
+	int16		elemtype;
+	int16		m;
+	int16		ef_construction;
+	int16		slotsize;		/* bytes per graph slot */
+	int16		slotsperpage;
+	BlockNumber graphInsertBlk; /* hints: where inserts look for space */
+	BlockNumber vectorInsertBlk;
+	BlockNumber upperInsertBlk;
+	uint16		nsegments;
+	uint16		unused;
+	OmenSegmentData segments[OMEN_MAX_SEGMENTS];
+} OmenMetaPageData;
+
+typedef OmenMetaPageData *OmenMetaPage;
+
+#define OmenPageGetMeta(page)	((OmenMetaPage) PageGetContents(page))
+
+/*
+ * A graph slot.  Slots have a fixed size per index (it depends on m) and
+ * sit in an array right after the page header; pd_lower covers the whole
+ * array so that WAL and full-page images keep it.
+ *
+ * "generation" is bumped whenever a slot is freed, so a reader that
+ * remembered (element, generation) can tell that the slot now holds
+ * another element.
+ */
+typedef struct OmenSlotData
+{
+	uint32		generation;
+	uint8		flags;			/* OMEN_SLOT_* */
+	uint8		level;			/* highest level of this element */
+	uint8		segment;		/* segment (graph) it belongs to */
+	uint8		n0;				/* number of level-0 neighbours */
+	ItemPointerData heaptid;
+	uint16		vecoff;			/* first chunk of the vector */
+	BlockNumber vecblk;
+	BlockNumber upperblk;		/* neighbour lists of levels 1..level */
+	uint16		upperoff;
+	uint16		unused;
+	OmenElem	neighbors[FLEXIBLE_ARRAY_MEMBER];	/* 2*m level-0 */
+} OmenSlotData;
+
+typedef OmenSlotData *OmenSlot;
+
+#define OMEN_SLOT_USED			0x01	/* slot holds an element */
+#define OMEN_SLOT_DELETED		0x02	/* heap tuple gone: never returned */
+#define OMEN_SLOT_NOGRAPH		0x04	/* not linked (e.g. zero vector under
+										 * cosine): found only by sweeping */
+
+#define OmenSlotSize(m)			MAXALIGN(offsetof(OmenSlotData, neighbors) + sizeof(OmenElem) * 2 * (m))
+#define OmenPageGetSlot(page, slotsize, i) \
+	((OmenSlot) (PageGetContents(page) + (Size) (slotsize) * (i)))
+
+/*
+ * Upper-level neighbour lists of one element, stored as an item on an
+ * upper page: for each level 1..L, a count followed by m element numbers.
+ */
+#define OmenUpperItemSize(m, levels)	(sizeof(uint32) * ((m) + 1) * (levels))
+#define OmenUpperList(item, m, level)	(((uint32 *) (item)) + ((m) + 1) * ((level) - 1))
+
+/*
+ * A vector chunk, stored as an item on a vector page.  A vector that does
+ * not fit on one page is a chain of chunks; only the first one carries the
+ * norm.
+ */
+typedef struct OmenVectorChunkData
+{
+	BlockNumber nextblk;		/* next chunk, or InvalidBlockNumber */
+	uint16		nextoff;
+	uint16		nvalues;		/* float values in this chunk */
+	float4		norm;			/* first chunk: Euclidean norm of the vector */
+	float4		values[FLEXIBLE_ARRAY_MEMBER];
+} OmenVectorChunkData;
+
+typedef OmenVectorChunkData *OmenVectorChunk;
+
+/* Largest vector chunk payload that fits on an empty vector page */
+#define OMEN_VECTOR_PAGE_FREE \
+	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(OmenPageOpaqueData)) - sizeof(ItemIdData))
+#define OMEN_MAX_CHUNK_VALUES \
+	((int) ((MAXALIGN_DOWN(OMEN_VECTOR_PAGE_FREE) - offsetof(OmenVectorChunkData, values)) / sizeof(float4)))
+
+/* Relation options */
+typedef struct OmenOptions
+{
+	int32		vl_len_;
+	int			m;
+	int			ef_construction;
+} OmenOptions;
+
+/* GUCs */
+extern int	omen_ef_search;
+
+/*
+ * Per-index information derived from the catalogs and the metapage, built
+ * once per operation.
+ */
+typedef struct OmenIndexInfo
+{
+	Relation	index;
+	OmenMetric	metric;
+	int			dims;
+	int			m;
+	int			maxm0;			/* 2*m */
+	int			ef_construction;
+	int			slotsize;
+	int			slotsperpage;
+	double		ml;				/* level multiplier 1/ln(m) */
+} OmenIndexInfo;
+
+/*
+ * A query or element vector in backend memory, with what the distance
+ * needs besides the values.
+ */
+typedef struct OmenQuery
+{
+	const float *values;
+	float		norm;			/* Euclidean norm (for cosine) */
+} OmenQuery;
+
+/* omen.c */
+extern void _PG_init(void);
+extern Datum omenhandler(PG_FUNCTION_ARGS);
+extern bytea *omenoptions(Datum reloptions, bool validate);
+
+/* omenbuild.c */
+extern IndexBuildResult *omenbuild(Relation heap, Relation index, IndexInfo *indexInfo);
+extern void omenbuildempty(Relation index);
+
+/* omeninsert.c */
+extern bool omeninsert(Relation index, Datum *values, bool *isnull,
+					   ItemPointer heap_tid, Relation heap,
+					   IndexUniqueCheck checkUnique, bool indexUnchanged,
+					   IndexInfo *indexInfo);
+
+/* omenscan.c */
+extern IndexScanDesc omenbeginscan(Relation index, int nkeys, int norderbys);
+extern void omenrescan(IndexScanDesc scan, ScanKey keys, int nkeys,
+					   ScanKey orderbys, int norderbys);
+extern bool omengettuple(IndexScanDesc scan, ScanDirection dir);
+extern void omenendscan(IndexScanDesc scan);
+
+/* omenvacuum.c */
+extern IndexBulkDeleteResult *omenbulkdelete(IndexVacuumInfo *info,
+											 IndexBulkDeleteResult *stats,
+											 IndexBulkDeleteCallback callback,
+											 void *callback_state);
+extern IndexBulkDeleteResult *omenvacuumcleanup(IndexVacuumInfo *info,
+												IndexBulkDeleteResult *stats);
+
+/* omencost.c */
+extern void omencostestimate(struct PlannerInfo *root, struct IndexPath *path,
+							 double loop_count, Cost *indexStartupCost,
+							 Cost *indexTotalCost, Selectivity *indexSelectivity,
+							 double *indexCorrelation, double *indexPages);
+
+/* omenvalidate.c */
+extern bool omenvalidate(Oid opclassoid);
+
+/* omenvector.c: reading pgvector's types */
+extern int	OmenVectorDims(Datum value);
+extern const float *OmenVectorValues(Datum value, int *dims);
+extern void OmenCheckVectorValues(const float *values, int dims);
+extern float OmenNorm(const float *values, int dims);
+
+/* omenutils.c */
+extern const OmenMetricInfo *OmenGetMetricInfo(Relation index);
+extern void OmenInitPage(Page page, uint16 type);
+extern void OmenInitIndexInfo(OmenIndexInfo *info, Relation index, OmenMetaPage meta);
+extern void OmenReadMetaPage(Relation index, OmenMetaPageData *meta);
+extern void OmenCheckMetaPage(Relation index, OmenMetaPage meta);
+extern void OmenCheckPage(Relation index, Page page, BlockNumber blkno, uint16 type);
+extern int	OmenColumnDims(Relation index);
+extern int	OmenRandomLevel(double ml);
+extern float OmenDistance(OmenMetric metric, const OmenQuery *q,
+						  const float *v, float vnorm, int dims);
+extern double OmenDistanceToOperator(OmenMetric metric, float d);
+extern float OmenDistanceNull(void);
+extern Buffer OmenNewBuffer(Relation index, ForkNumber fork);
+
+/* omensearch.c: graph search on pages, shared by scans and inserts */
+
+/* A candidate: an element and its distance to the query */
+typedef struct OmenCand
+{
+	float		dist;
+	OmenElem	elem;
+} OmenCand;
+
+/* A binary heap of candidates, min- or max-ordered by distance */
+typedef struct OmenHeap
+{
+	OmenCand   *items;
+	int			n;
+	int			cap;
+	bool		ismax;
+} OmenHeap;
+
+extern void OmenHeapInit(OmenHeap *h, int cap, bool ismax);
+extern void OmenHeapPush(OmenHeap *h, float dist, OmenElem elem);
+extern OmenCand OmenHeapPop(OmenHeap *h);
+static inline const OmenCand *
+OmenHeapTop(const OmenHeap *h)
+{
+	return h->n > 0 ? &h->items[0] : NULL;
+}
+
+/*
+ * Reads graph, vector and upper pages for one search, keeping a small
+ * cache of pinned buffers so that a page visited again costs no buffer
+ * lookup.  Pins only: every read takes a share lock for the time of the
+ * copy.  OmenReaderRelease drops all pins; a scan calls it before
+ * amgettuple returns.
+ */
+#define OMEN_PIN_CACHE_SIZE 64
+
+typedef struct OmenReader
+{
+	Relation	index;
+	OmenIndexInfo *info;
+	BlockNumber blks[OMEN_PIN_CACHE_SIZE];
+	Buffer		bufs[OMEN_PIN_CACHE_SIZE];
+	float	   *scratch;		/* dims floats, for chained vectors */
+	OmenSlot	slot;			/* one slot, for copies */
+	uint32	   *upper;			/* one level's list: count + m */
+	/* statistics, for omen_last_scan_stats() */
+	uint64		pages;			/* page accesses */
+	uint64		distances;		/* full-precision distances computed */
+	uint64		expanded;		/* elements whose neighbours were read */
+} OmenReader;
+
+extern void OmenReaderInit(OmenReader *r, OmenIndexInfo *info);
+extern void OmenReaderRelease(OmenReader *r);
+extern Buffer OmenReaderPin(OmenReader *r, BlockNumber blk);
+extern bool OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out);
+extern int	OmenReadNeighbors(OmenReader *r, OmenElem elem, const OmenSlot slot,
+							  int level, OmenElem *out);
+extern float OmenSlotDistance(OmenReader *r, const OmenSlot slot, const OmenQuery *q);
+extern const float *OmenSlotVector(OmenReader *r, const OmenSlot slot, float *dest, float *norm);
+
+/* Visited-set entry flags */
+#define OMEN_VISIT_EXPANDED		0x01	/* neighbours were read */
+#define OMEN_VISIT_EMITTED		0x02	/* returned by the scan */
+#define OMEN_VISIT_SKIP			0x04	/* deleted: navigate, never return */
+
+/*
+ * The state of a search on one graph level.  C holds candidates still to
+ * be expanded, W the best ef found so far (its worst is the search bound),
+ * D everything found but pushed out of W or never let in, so that a later
+ * round with a larger ef can pick up where this one stopped.
+ */
+typedef struct OmenLayerSearch
+{
+	int			level;
+	int			segment;
+	OmenHeap	C;
+	OmenHeap	W;
+	OmenHeap	D;
+	struct omenvisit_hash *visited;
+	OmenElem   *nbrs;			/* scratch: one neighbour list */
+} OmenLayerSearch;
+
+extern void OmenLayerInit(OmenLayerSearch *s, OmenReader *r, int level);
+extern void OmenLayerFree(OmenLayerSearch *s);
+extern void OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r,
+							  const OmenQuery *q, OmenElem elem);
+extern void OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, int ef);
+extern uint8 *OmenLayerFlags(OmenLayerSearch *s, OmenElem elem);
+extern int	OmenLayerResults(OmenLayerSearch *s, OmenCand *out);
+extern OmenElem OmenDescend(OmenReader *r, const OmenQuery *q, OmenElem entry,
+							int fromlevel, int tolevel);
+
+extern int	OmenSelectNeighbors(OmenMetric metric, int dims, int ncand,
+								const float *cdist, const float *const *cvec,
+								const float *cnorm, int maxkeep, int *keep);
+
+/*
+ * Sorting distances with NaN last, as a sequential scan does: all our
+ * comparisons go through this.
+ */
+static inline bool
+OmenDistLess(float a, float b)
+{
+	if (isnan(a))
+		return false;
+	if (isnan(b))
+		return true;
+	return a < b;
+}
+
+#endif							/* OMEN_H */

@@ -1,0 +1,621 @@
+/*-------------------------------------------------------------------------
+ *
+ * omensearch.c
+ *	  HNSW graph search on buffer pages, shared by index scans and inserts,
+ *	  and the neighbour-selection heuristic shared with the builder.
+ *
+ * A search reads one page at a time under a share lock and copies out what
+ * it needs (a slot, a neighbour list) or computes a distance in place
+ * before unlocking, so it never holds two content locks and cannot take
+ * part in a deadlock.  Pins are kept in a small cache for the duration of
+ * one call into the AM, because a graph search comes back to the same
+ * pages again and again.
+ *
+ * IDENTIFICATION
+ *	  src/omensearch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "omen.h"
+#include "utils/rel.h"
+
+/* The visited set: element number -> distance and flags */
+typedef struct OmenVisitEntry
+{
+	OmenElem	elem;
+	float		dist;
+	uint8		flags;
+	char		status;
+} OmenVisitEntry;
+
+#define SH_PREFIX omenvisit
+#define SH_ELEMENT_TYPE OmenVisitEntry
+#define SH_KEY_TYPE uint32
+#define SH_KEY elem
+#define SH_HASH_KEY(tb, key) murmurhash32(key)
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* ---- candidate heaps ---- */
+
+void
+OmenHeapInit(OmenHeap *h, int cap, bool ismax)
+{
+	h->cap = Max(cap, 16);
+	h->n = 0;
+	h->ismax = ismax;
+	h->items = palloc(sizeof(OmenCand) * h->cap);
+}
+
+/* a sorts above b in this heap? */
+static inline bool
+OmenHeapAbove(const OmenHeap *h, const OmenCand *a, const OmenCand *b)
+{
+	return h->ismax ? OmenDistLess(b->dist, a->dist) : OmenDistLess(a->dist, b->dist);
+}
+
+void
+OmenHeapPush(OmenHeap *h, float dist, OmenElem elem)
+{
+	int			i;
+
+	if (h->n == h->cap)
+	{
+		h->cap *= 2;
+		h->items = repalloc_huge(h->items, sizeof(OmenCand) * h->cap);
+	}
+	i = h->n++;
+	h->items[i].dist = dist;
+	h->items[i].elem = elem;
+	while (i > 0)
+	{
+		int			parent = (i - 1) / 2;
+		OmenCand	tmp;
+
+		if (!OmenHeapAbove(h, &h->items[i], &h->items[parent]))
+			break;
+		tmp = h->items[i];
+		h->items[i] = h->items[parent];
+		h->items[parent] = tmp;
+		i = parent;
+	}
+}
+
+OmenCand
+OmenHeapPop(OmenHeap *h)
+{
+	OmenCand	top = h->items[0];
+	int			i = 0;
+
+	h->items[0] = h->items[--h->n];
+	for (;;)
+	{
+		int			l = 2 * i + 1;
+		int			r = l + 1;
+		int			best = i;
+		OmenCand	tmp;
+
+		if (l < h->n && OmenHeapAbove(h, &h->items[l], &h->items[best]))
+			best = l;
+		if (r < h->n && OmenHeapAbove(h, &h->items[r], &h->items[best]))
+			best = r;
+		if (best == i)
+			break;
+		tmp = h->items[i];
+		h->items[i] = h->items[best];
+		h->items[best] = tmp;
+		i = best;
+	}
+	return top;
+}
+
+/* ---- page reader ---- */
+
+void
+OmenReaderInit(OmenReader *r, OmenIndexInfo *info)
+{
+	r->index = info->index;
+	r->info = info;
+	for (int i = 0; i < OMEN_PIN_CACHE_SIZE; i++)
+	{
+		r->blks[i] = InvalidBlockNumber;
+		r->bufs[i] = InvalidBuffer;
+	}
+	r->scratch = palloc(sizeof(float) * Max(info->dims, 1));
+	r->slot = palloc(info->slotsize);
+	r->upper = palloc(sizeof(uint32) * (info->m + 1));
+	r->pages = 0;
+	r->distances = 0;
+	r->expanded = 0;
+}
+
+void
+OmenReaderRelease(OmenReader *r)
+{
+	for (int i = 0; i < OMEN_PIN_CACHE_SIZE; i++)
+	{
+		if (r->bufs[i] != InvalidBuffer)
+			ReleaseBuffer(r->bufs[i]);
+		r->bufs[i] = InvalidBuffer;
+		r->blks[i] = InvalidBlockNumber;
+	}
+}
+
+/* A pinned (not locked) buffer for blk, from the cache if possible */
+Buffer
+OmenReaderPin(OmenReader *r, BlockNumber blk)
+{
+	int			i = blk % OMEN_PIN_CACHE_SIZE;
+
+	r->pages++;
+	if (r->blks[i] == blk)
+		return r->bufs[i];
+	if (r->bufs[i] != InvalidBuffer)
+		ReleaseBuffer(r->bufs[i]);
+	r->blks[i] = InvalidBlockNumber;
+	r->bufs[i] = ReadBuffer(r->index, blk);
+	r->blks[i] = blk;
+	return r->bufs[i];
+}
+
+static void
+OmenBadElement(Relation index, OmenElem elem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" references an invalid element",
+					RelationGetRelationName(index)),
+			 errdetail("Element %u is block %u, slot %d.",
+					   elem, OmenElemBlock(elem), OmenElemSlot(elem))));
+}
+
+/*
+ * Copy the slot of an element into out.  Returns false if the slot holds
+ * no element (a slot freed by vacuum).
+ */
+bool
+OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out)
+{
+	BlockNumber blk = OmenElemBlock(elem);
+	int			slotno = OmenElemSlot(elem);
+	Buffer		buf;
+	Page		page;
+
+	if (blk == OMEN_METAPAGE_BLKNO || elem == OMEN_INVALID_ELEM)
+		OmenBadElement(r->index, elem);
+	buf = OmenReaderPin(r, blk);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+		OmenPageGetOpaque(page)->type != OMEN_PAGE_GRAPH ||
+		slotno >= OmenPageGetOpaque(page)->nslots)
+	{
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		OmenBadElement(r->index, elem);
+	}
+	memcpy(out, OmenPageGetSlot(page, r->info->slotsize, slotno), r->info->slotsize);
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+
+	if (!(out->flags & OMEN_SLOT_USED))
+		return false;
+	if (out->n0 > r->info->maxm0 || out->level > OMEN_MAX_LEVEL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has an invalid element slot",
+						RelationGetRelationName(r->index)),
+				 errdetail("Block %u, slot %d.", blk, slotno)));
+	return true;
+}
+
+/*
+ * The neighbours of an element at one level, copied into out (which must
+ * hold 2*m entries).  Level 0 is in the slot itself; higher levels are in
+ * the element's upper item.
+ */
+int
+OmenReadNeighbors(OmenReader *r, OmenElem elem, const OmenSlot slot, int level, OmenElem *out)
+{
+	Buffer		buf;
+	Page		page;
+	ItemId		iid;
+	uint32	   *list;
+	int			n;
+	int			m = r->info->m;
+
+	if (level == 0)
+	{
+		memcpy(out, slot->neighbors, sizeof(OmenElem) * slot->n0);
+		return slot->n0;
+	}
+	if (level > slot->level)
+		return 0;
+
+	buf = OmenReaderPin(r, slot->upperblk);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+		OmenPageGetOpaque(page)->type != OMEN_PAGE_UPPER ||
+		slot->upperoff < FirstOffsetNumber ||
+		slot->upperoff > PageGetMaxOffsetNumber(page) ||
+		ItemIdGetLength(PageGetItemId(page, slot->upperoff)) < OmenUpperItemSize(m, slot->level))
+	{
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has an invalid upper neighbour list",
+						RelationGetRelationName(r->index)),
+				 errdetail("Element %u refers to block %u, offset %u.",
+						   elem, slot->upperblk, slot->upperoff)));
+	}
+	iid = PageGetItemId(page, slot->upperoff);
+	list = OmenUpperList(PageGetItem(page, iid), m, level);
+	n = Min((int) list[0], m);
+	memcpy(out, list + 1, sizeof(OmenElem) * n);
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	return n;
+}
+
+static pg_noinline void
+OmenBadChunk(Relation index, BlockNumber blk, OffsetNumber off)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has an invalid vector",
+					RelationGetRelationName(index)),
+			 errdetail("Block %u, offset %u.", blk, off)));
+}
+
+/*
+ * Lock the vector page holding (blk, off) and return its chunk, checked.
+ * The caller unlocks the returned buffer.
+ */
+static OmenVectorChunk
+OmenLockChunk(OmenReader *r, BlockNumber blk, OffsetNumber off, int remaining, Buffer *bufp)
+{
+	Buffer		buf;
+	Page		page;
+	ItemId		iid;
+	OmenVectorChunk chunk;
+
+	if (blk == OMEN_METAPAGE_BLKNO || blk == InvalidBlockNumber)
+		OmenBadChunk(r->index, blk, off);
+	buf = OmenReaderPin(r, blk);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+		OmenPageGetOpaque(page)->type != OMEN_PAGE_VECTOR ||
+		off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page))
+	{
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		OmenBadChunk(r->index, blk, off);
+	}
+	iid = PageGetItemId(page, off);
+	chunk = (OmenVectorChunk) PageGetItem(page, iid);
+	if (!ItemIdIsNormal(iid) || chunk->nvalues == 0 || chunk->nvalues > remaining ||
+		ItemIdGetLength(iid) < offsetof(OmenVectorChunkData, values) + sizeof(float4) * chunk->nvalues)
+	{
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		OmenBadChunk(r->index, blk, off);
+	}
+	*bufp = buf;
+	return chunk;
+}
+
+/*
+ * Copy an element's vector into dest (dims floats) and return dest, with
+ * the stored norm.
+ */
+const float *
+OmenSlotVector(OmenReader *r, const OmenSlot slot, float *dest, float *norm)
+{
+	int			dims = r->info->dims;
+	int			done = 0;
+	BlockNumber blk = slot->vecblk;
+	OffsetNumber off = slot->vecoff;
+
+	while (done < dims)
+	{
+		Buffer		buf;
+		OmenVectorChunk chunk = OmenLockChunk(r, blk, off, dims - done, &buf);
+
+		if (done == 0)
+			*norm = chunk->norm;
+		memcpy(dest + done, chunk->values, sizeof(float4) * chunk->nvalues);
+		done += chunk->nvalues;
+		blk = chunk->nextblk;
+		off = chunk->nextoff;
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	}
+	return dest;
+}
+
+/*
+ * Distance between the query and an element's stored vector.  A vector in
+ * one chunk (the common case) is used in place, under the share lock; a
+ * chained one is copied first.
+ */
+float
+OmenSlotDistance(OmenReader *r, const OmenSlot slot, const OmenQuery *q)
+{
+	int			dims = r->info->dims;
+	Buffer		buf;
+	OmenVectorChunk chunk;
+	float		d;
+	float		norm;
+
+	r->distances++;
+	chunk = OmenLockChunk(r, slot->vecblk, slot->vecoff, dims, &buf);
+	if (chunk->nvalues == dims)
+	{
+		d = OmenDistance(r->info->metric, q, chunk->values, chunk->norm, dims);
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		return d;
+	}
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	OmenSlotVector(r, slot, r->scratch, &norm);
+	return OmenDistance(r->info->metric, q, r->scratch, norm, dims);
+}
+
+/* ---- layer search ---- */
+
+void
+OmenLayerInit(OmenLayerSearch *s, OmenReader *r, int level)
+{
+	s->level = level;
+	s->segment = 0;
+	OmenHeapInit(&s->C, 64, false);
+	OmenHeapInit(&s->W, 64, true);
+	OmenHeapInit(&s->D, 64, false);
+	s->visited = omenvisit_create(CurrentMemoryContext, 256, NULL);
+	s->nbrs = palloc(sizeof(OmenElem) * 2 * r->info->m);
+}
+
+void
+OmenLayerFree(OmenLayerSearch *s)
+{
+	pfree(s->C.items);
+	pfree(s->W.items);
+	pfree(s->D.items);
+	omenvisit_destroy(s->visited);
+	pfree(s->nbrs);
+}
+
+uint8 *
+OmenLayerFlags(OmenLayerSearch *s, OmenElem elem)
+{
+	OmenVisitEntry *e = omenvisit_lookup(s->visited, elem);
+
+	return e ? &e->flags : NULL;
+}
+
+/*
+ * Visit an element: read its slot, compute its distance and file it in
+ * the heaps.  Returns false if it was seen before or holds nothing.
+ */
+static bool
+OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q,
+			   OmenElem elem, int ef)
+{
+	OmenVisitEntry *e;
+	bool		found;
+	OmenSlot	slot = r->slot;
+	float		d;
+
+	e = omenvisit_insert(s->visited, elem, &found);
+	if (found)
+		return false;
+	e->flags = 0;
+	e->dist = 0;
+	if (!OmenReadSlot(r, elem, slot) || (slot->flags & OMEN_SLOT_NOGRAPH))
+	{
+		e->flags = OMEN_VISIT_SKIP | OMEN_VISIT_EXPANDED;
+		return false;
+	}
+	d = OmenSlotDistance(r, slot, q);
+	e->dist = d;
+
+	if (slot->flags & OMEN_SLOT_DELETED)
+	{
+		/* a deleted element still helps navigation, but is no result */
+		e->flags = OMEN_VISIT_SKIP;
+		if (s->W.n < ef || OmenDistLess(d, OmenHeapTop(&s->W)->dist))
+			OmenHeapPush(&s->C, d, elem);
+		return true;
+	}
+
+	if (s->W.n < ef || OmenDistLess(d, OmenHeapTop(&s->W)->dist))
+	{
+		OmenHeapPush(&s->C, d, elem);
+		OmenHeapPush(&s->W, d, elem);
+		if (s->W.n > ef)
+		{
+			OmenCand	x = OmenHeapPop(&s->W);
+
+			OmenHeapPush(&s->D, x.dist, x.elem);
+		}
+	}
+	else
+		OmenHeapPush(&s->D, d, elem);
+	return true;
+}
+
+void
+OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, OmenElem elem)
+{
+	OmenLayerVisit(s, r, q, elem, INT_MAX);
+}
+
+/*
+ * Run (or continue) the search on this layer until no candidate can
+ * improve the best ef.  Called again with a larger ef, it first lets the
+ * best of what an earlier round pushed aside back into play, then carries
+ * on from the old frontier: a resumable scan pays for each element once.
+ */
+void
+OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, int ef)
+{
+	while (s->D.n > 0 &&
+		   (s->W.n < ef || OmenDistLess(OmenHeapTop(&s->D)->dist, OmenHeapTop(&s->W)->dist)))
+	{
+		OmenCand	c = OmenHeapPop(&s->D);
+		OmenVisitEntry *e = omenvisit_lookup(s->visited, c.elem);
+
+		OmenHeapPush(&s->W, c.dist, c.elem);
+		if (e && !(e->flags & OMEN_VISIT_EXPANDED))
+			OmenHeapPush(&s->C, c.dist, c.elem);
+		if (s->W.n > ef)
+		{
+			OmenCand	x = OmenHeapPop(&s->W);
+
+			OmenHeapPush(&s->D, x.dist, x.elem);
+		}
+	}
+
+	while (s->C.n > 0)
+	{
+		OmenCand	c = *OmenHeapTop(&s->C);
+		OmenVisitEntry *e;
+		OmenSlot	slot = r->slot;
+		int			n;
+
+		if (s->W.n >= ef && OmenDistLess(OmenHeapTop(&s->W)->dist, c.dist))
+			break;
+		OmenHeapPop(&s->C);
+		e = omenvisit_lookup(s->visited, c.elem);
+		if (e == NULL || (e->flags & OMEN_VISIT_EXPANDED))
+			continue;
+		e->flags |= OMEN_VISIT_EXPANDED;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!OmenReadSlot(r, c.elem, slot))
+			continue;
+		r->expanded++;
+		n = OmenReadNeighbors(r, c.elem, slot, s->level, s->nbrs);
+		for (int i = 0; i < n; i++)
+		{
+			if (s->nbrs[i] == OMEN_INVALID_ELEM)
+				continue;
+			OmenLayerVisit(s, r, q, s->nbrs[i], ef);
+		}
+	}
+}
+
+static int
+OmenCandCmp(const void *a, const void *b)
+{
+	const OmenCand *x = a;
+	const OmenCand *y = b;
+
+	if (OmenDistLess(x->dist, y->dist))
+		return -1;
+	if (OmenDistLess(y->dist, x->dist))
+		return 1;
+	return (x->elem > y->elem) - (x->elem < y->elem);
+}
+
+/* The current best (W), sorted by increasing distance; returns the count */
+int
+OmenLayerResults(OmenLayerSearch *s, OmenCand *out)
+{
+	memcpy(out, s->W.items, sizeof(OmenCand) * s->W.n);
+	qsort(out, s->W.n, sizeof(OmenCand), OmenCandCmp);
+	return s->W.n;
+}
+
+/*
+ * Greedy descent through the upper levels: from entry at fromlevel, move
+ * to a closer neighbour while there is one, level by level, down to level
+ * tolevel + 1.  Returns the element to start level tolevel from.
+ */
+OmenElem
+OmenDescend(OmenReader *r, const OmenQuery *q, OmenElem entry, int fromlevel, int tolevel)
+{
+	OmenSlot	slot = r->slot;
+	OmenElem   *nbrs = palloc(sizeof(OmenElem) * 2 * r->info->m);
+	OmenElem	cur = entry;
+	float		curdist;
+
+	if (!OmenReadSlot(r, cur, slot))
+		return cur;
+	curdist = OmenSlotDistance(r, slot, q);
+
+	for (int level = fromlevel; level > tolevel; level--)
+	{
+		bool		changed = true;
+
+		while (changed)
+		{
+			int			n;
+
+			CHECK_FOR_INTERRUPTS();
+			changed = false;
+			if (!OmenReadSlot(r, cur, slot))
+				break;
+			r->expanded++;
+			n = OmenReadNeighbors(r, cur, slot, level, nbrs);
+			for (int i = 0; i < n; i++)
+			{
+				float		d;
+
+				if (nbrs[i] == OMEN_INVALID_ELEM || !OmenReadSlot(r, nbrs[i], slot) ||
+					(slot->flags & OMEN_SLOT_NOGRAPH))
+					continue;
+				d = OmenSlotDistance(r, slot, q);
+				if (OmenDistLess(d, curdist))
+				{
+					cur = nbrs[i];
+					curdist = d;
+					changed = true;
+				}
+			}
+		}
+	}
+	pfree(nbrs);
+	return cur;
+}
+
+/*
+ * The HNSW neighbour-selection heuristic: walk the candidates from the
+ * closest, and keep one only if it is closer to the base element than to
+ * every candidate already kept.  This spreads the links over directions,
+ * which is what keeps clustered data navigable.  Candidates must come
+ * sorted by cdist (distance to the base).  Writes the indexes of the kept
+ * candidates to keep[] and returns how many.
+ */
+int
+OmenSelectNeighbors(OmenMetric metric, int dims, int ncand,
+					const float *cdist, const float *const *cvec,
+					const float *cnorm, int maxkeep, int *keep)
+{
+	int			nkeep = 0;
+
+	for (int i = 0; i < ncand && nkeep < maxkeep; i++)
+	{
+		OmenQuery	qi;
+		bool		good = true;
+
+		qi.values = cvec[i];
+		qi.norm = cnorm[i];
+		for (int j = 0; j < nkeep; j++)
+		{
+			int			k = keep[j];
+			float		d = OmenDistance(metric, &qi, cvec[k], cnorm[k], dims);
+
+			if (OmenDistLess(d, cdist[i]))
+			{
+				good = false;
+				break;
+			}
+		}
+		if (good)
+			keep[nkeep++] = i;
+	}
+	return nkeep;
+}
