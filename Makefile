@@ -21,14 +21,14 @@ OBJS = \
 	src/omenutils.o \
 	src/omenvacuum.o \
 	src/omenvalidate.o \
+	src/omenverify.o \
 	src/omenvector.o
 
 DATA = sql/omen--$(EXTVERSION).sql
 PGFILEDESC = "omen - HNSW vector index access method"
 
 # pg_regress suites, in sql/ and expected/, run in this order
-REGRESS = kernels_sql vector_distance bad_input
-REGRESS_OPTS = --load-extension=vector --load-extension=omen
+REGRESS = vector_distance bad_input omen_index omen_recall omen_vacuum
 
 PG_CONFIG ?= pg_config
 

@@ -75,6 +75,14 @@ CREATE FUNCTION omen_simd_features() RETURNS text
 
 COMMENT ON FUNCTION omen_simd_features() IS 'CPU features detected for the distance kernels';
 
+CREATE FUNCTION omen_index_info(index regclass,
+	OUT format_version int, OUT dims int, OUT metric text, OUT m int,
+	OUT ef_construction int, OUT segments int, OUT elements bigint,
+	OUT deleted_elements bigint, OUT pages bigint)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION omen_index_info(regclass) IS 'settings and element counts of an omen index';
+
 -- Operator classes on pgvector's vector type, ordering by pgvector's own
 -- operators.
 

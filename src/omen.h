@@ -312,6 +312,9 @@ extern void omencostestimate(struct PlannerInfo *root, struct IndexPath *path,
 /* omenvalidate.c */
 extern bool omenvalidate(Oid opclassoid);
 
+/* omenverify.c */
+extern Relation OmenOpenIndex(Oid indexoid, LOCKMODE lockmode);
+
 /* omenvector.c: reading pgvector's types */
 extern int	OmenVectorDims(Datum value);
 extern const float *OmenVectorValues(Datum value, int *dims);

@@ -68,6 +68,7 @@ typedef struct OmenScanOpaqueData
 	OmenCand   *sweepnull;		/* leftovers in physical order (NULL query) */
 	int			nsweepnull;
 	int			sweeppos;
+	IndexTuple	nulltup;		/* for index-only scans; see omengettuple */
 	/* statistics */
 	uint64		dropped;
 	uint64		returned;
@@ -121,12 +122,13 @@ OmenScanStart(IndexScanDesc scan)
 	so->nsegs = so->meta.nsegments;
 	so->segs = palloc0(sizeof(OmenSegScan) * Max(so->nsegs, 1));
 
-	if (scan->numberOfOrderBys == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("an omen index can only be scanned with ORDER BY")));
-
-	so->nullquery = (scan->orderByData[0].sk_flags & SK_ISNULL) != 0;
+	/*
+	 * Without an ORDER BY value (ORDER BY v <-> NULL, or a plan that scans
+	 * the index for no order at all) every row is returned in physical
+	 * order.
+	 */
+	so->nullquery = scan->numberOfOrderBys == 0 ||
+		(scan->orderByData[0].sk_flags & SK_ISNULL) != 0;
 	if (so->meta.dims == 0)
 	{
 		/* no vector was ever indexed */
@@ -370,6 +372,25 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 		if (!OmenReadSlot(&so->reader, c.elem, slot) || (slot->flags & OMEN_SLOT_DELETED))
 			continue;
 		scan->xs_heaptid = slot->heaptid;
+		if (scan->xs_want_itup)
+		{
+			/*
+			 * The planner picks an index-only scan when a query needs no
+			 * column at all (SELECT count(*) ... ORDER BY v <-> NULL): give
+			 * it a tuple with a null key, since we cannot return vectors.
+			 */
+			if (so->nulltup == NULL)
+			{
+				MemoryContext oldcxt = MemoryContextSwitchTo(GetMemoryChunkContext(so));
+				Datum		value = (Datum) 0;
+				bool		isnull = true;
+
+				so->nulltup = index_form_tuple(RelationGetDescr(scan->indexRelation), &value, &isnull);
+				MemoryContextSwitchTo(oldcxt);
+			}
+			scan->xs_itup = so->nulltup;
+			scan->xs_itupdesc = RelationGetDescr(scan->indexRelation);
+		}
 		scan->xs_recheck = false;
 		scan->xs_recheckorderby = false;
 		if (!so->nullquery)
