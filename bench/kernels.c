@@ -16,6 +16,10 @@
  * repetition is reported as nanoseconds per distance.  Results go into a
  * volatile sink so the work cannot be optimised away.
  *
+ * The bit-plane kernel (andpop_planes) is measured on d-bit codes against a
+ * query of 4 planes, the RaBitQ case; the half -> float conversion once, on
+ * vectors of 768 halves.
+ *
  * Usage: bench/kernels [seconds-per-cell]     (built by `make bench/kernels`)
  * Output is a markdown table.
  *
@@ -38,6 +42,9 @@ static const int dims[] = {128, 768, 1536};
 
 #define NDIMS ((int) (sizeof(dims) / sizeof(dims[0])))
 
+#define BENCH_PLANES	4		/* query bits per dimension for andpop_planes */
+#define BENCH_F16_DIM	768		/* the only dimension f16_to_f32 is run at */
+
 enum
 {
 	B_L2SQ,
@@ -46,11 +53,14 @@ enum
 	B_HAMMING,
 	B_DOT_I8,
 	B_L2SQ_BATCH,
+	B_ANDPOP_PLANES,
+	B_F16_TO_F32,
 	B_NKERNELS
 };
 
 static const char *const bench_names[B_NKERNELS] = {
-	"l2sq_f32", "dot_f32", "l1_f32", "hamming (d bits)", "dot_i8", "l2sq_f32_batch"
+	"l2sq_f32", "dot_f32", "l1_f32", "hamming (d bits)", "dot_i8", "l2sq_f32_batch",
+	"andpop_planes (d bits, 4 planes)", "f16_to_f32"
 };
 
 /* Keeps the compiler from discarding results */
@@ -66,6 +76,9 @@ typedef struct BenchData
 	const uint8_t *hv[NVEC];
 	int8_t	   *iq;
 	const int8_t *iv[NVEC];
+	uint8_t    *planes;			/* BENCH_PLANES planes of d bits */
+	const uint16_t *f16v[NVEC];	/* halves, in [-1, 1] */
+	float	   *f16out;
 } BenchData;
 
 static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
@@ -128,17 +141,23 @@ make_data(BenchData *bd, int d)
 	float	   *farena = xalloc((size_t) NVEC * d * sizeof(float));
 	uint8_t    *harena = xalloc((size_t) NVEC * hbytes);
 	int8_t	   *iarena = xalloc((size_t) NVEC * d);
+	uint16_t   *f16arena = xalloc((size_t) NVEC * d * sizeof(uint16_t));
 	int			perm[NVEC];
 
 	bd->d = d;
 	bd->fq = xalloc((size_t) d * sizeof(float));
 	bd->hq = xalloc((size_t) hbytes);
 	bd->iq = xalloc((size_t) d);
+	bd->planes = xalloc((size_t) BENCH_PLANES * hbytes);
+	bd->f16out = xalloc((size_t) d * sizeof(float));
 
 	for (size_t i = 0; i < (size_t) NVEC * d; i++)
 	{
 		farena[i] = (float) ((double) (rng_next() >> 40) / (1 << 23) - 1.0);
 		iarena[i] = (int8_t) (rng_next() >> 56);
+		/* sign, exponent 10..14 (magnitude 2^-5 .. 1), random mantissa */
+		f16arena[i] = (uint16_t) ((rng_next() >> 48) & 0x83ff) |
+			(uint16_t) ((10 + rng_next() % 5) << 10);
 	}
 	for (size_t i = 0; i < (size_t) NVEC * hbytes; i++)
 		harena[i] = (uint8_t) (rng_next() >> 56);
@@ -149,6 +168,8 @@ make_data(BenchData *bd, int d)
 	}
 	for (int i = 0; i < hbytes; i++)
 		bd->hq[i] = (uint8_t) (rng_next() >> 56);
+	for (int i = 0; i < BENCH_PLANES * hbytes; i++)
+		bd->planes[i] = (uint8_t) (rng_next() >> 56);
 
 	shuffle(perm);
 	for (int i = 0; i < NVEC; i++)
@@ -156,6 +177,7 @@ make_data(BenchData *bd, int d)
 		bd->fv[i] = farena + (size_t) perm[i] * d;
 		bd->hv[i] = harena + (size_t) perm[i] * hbytes;
 		bd->iv[i] = iarena + (size_t) perm[i] * d;
+		bd->f16v[i] = f16arena + (size_t) perm[i] * d;
 	}
 }
 
@@ -188,12 +210,24 @@ run_pass(const OmenKernels *k, int kernel, const BenchData *bd)
 			for (int i = 0; i < NVEC; i++)
 				acc += k->dot_i8(bd->iq, bd->iv[i], d);
 			break;
-		default:
+		case B_L2SQ_BATCH:
 			{
 				static float out[NVEC];
 
 				k->l2sq_f32_batch(bd->fq, bd->fv, NVEC, d, out);
 				acc += out[0] + out[NVEC / 2] + out[NVEC - 1];
+			}
+			break;
+		case B_ANDPOP_PLANES:
+			for (int i = 0; i < NVEC; i++)
+				acc += (double) k->andpop_planes(bd->hv[i], bd->planes, d / 8,
+												 BENCH_PLANES);
+			break;
+		default:
+			for (int i = 0; i < NVEC; i++)
+			{
+				k->f16_to_f32(bd->f16v[i], bd->f16out, d);
+				acc += bd->f16out[i % d];
 			}
 			break;
 	}
@@ -263,8 +297,10 @@ main(int argc, char **argv)
 		   omen_simd_level_name(selected));
 	printf("ns per distance (median of %d repetitions, ~%.2g s per cell, "
 		   "%d vectors visited in shuffled order; hamming on d-bit codes, "
-		   "dot_i8 on d int8 values; l2sq_f32_batch per vector)\n\n",
-		   NREPS, budget, NVEC);
+		   "dot_i8 on d int8 values; l2sq_f32_batch per vector; "
+		   "andpop_planes on d-bit codes against %d planes; f16_to_f32 per "
+		   "vector of d halves, d = %d only)\n\n",
+		   NREPS, budget, NVEC, BENCH_PLANES, BENCH_F16_DIM);
 
 	for (int l = 0; l < OMEN_SIMD_NLEVELS; l++)
 	{
@@ -294,6 +330,8 @@ main(int argc, char **argv)
 		{
 			double		ns[OMEN_SIMD_NLEVELS];
 
+			if (kernel == B_F16_TO_F32 && dims[di] != BENCH_F16_DIM)
+				continue;
 			printf("| %s | %d |", bench_names[kernel], dims[di]);
 			for (int l = 0; l < OMEN_SIMD_NLEVELS; l++)
 			{

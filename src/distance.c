@@ -35,6 +35,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define OMEN_X86 1
 
+#include <cpuid.h>
+
 /*
  * Table fillers exported by the SIMD translation units.  They are declared
  * here rather than in distance.h because nothing but the dispatcher may call
@@ -184,6 +186,90 @@ scalar_dot_i8_batch(const int8_t *q, const int8_t *const *v, int count, int n,
 		out[i] = scalar_dot_i8(q, v[i], n);
 }
 
+/*
+ * Bit-plane AND-popcount: for each plane, the popcount of code AND plane,
+ * weighted by the plane's bit value.  Eight bytes at a time through memcpy,
+ * as in scalar_hamming.
+ */
+static uint32_t
+scalar_andpop_planes(const uint8_t *code, const uint8_t *planes, int nbytes,
+					 int nplanes)
+{
+	uint32_t	sum = 0;
+
+	for (int j = 0; j < nplanes; j++)
+	{
+		const uint8_t *plane = planes + (size_t) j * nbytes;
+		uint32_t	count = 0;
+		int			i = 0;
+
+		for (; i + 8 <= nbytes; i += 8)
+		{
+			uint64_t	x,
+						y;
+
+			memcpy(&x, code + i, 8);
+			memcpy(&y, plane + i, 8);
+			count += (uint32_t) __builtin_popcountll(x & y);
+		}
+		for (; i < nbytes; i++)
+			count += (uint32_t) __builtin_popcount((unsigned) (code[i] & plane[i]));
+		sum += count << j;
+	}
+	return sum;
+}
+
+static void
+scalar_andpop_planes_batch(const uint8_t *const *codes, int count,
+						   const uint8_t *planes, int nbytes, int nplanes,
+						   uint32_t *out)
+{
+	for (int i = 0; i < count; i++)
+		out[i] = scalar_andpop_planes(codes[i], planes, nbytes, nplanes);
+}
+
+/*
+ * IEEE binary16 to binary32 by moving the fields: the exponent is rebiased
+ * (15 -> 127) and the 10-bit mantissa becomes the top of the 23-bit one.
+ * Subnormal halves (value mant * 2^-24) are normal floats, so they are
+ * normalised by shifting the mantissa up until its leading bit reaches the
+ * implicit position.  Inf and NaN keep the maximum exponent; a NaN is made
+ * quiet with its payload kept, which is what F16C's VCVTPH2PS does, so all
+ * implementations give the same bits.
+ */
+static void
+scalar_f16_to_f32(const uint16_t *in, float *out, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		uint32_t	h = in[i];
+		uint32_t	sign = (h & 0x8000) << 16;
+		uint32_t	exp = (h >> 10) & 0x1f;
+		uint32_t	mant = h & 0x3ff;
+		uint32_t	bits;
+
+		if (exp == 0x1f)
+			bits = sign | 0x7f800000 | (mant << 13) | (mant ? 0x00400000 : 0);
+		else if (exp != 0)
+			bits = sign | ((exp + 112) << 23) | (mant << 13);
+		else if (mant == 0)
+			bits = sign;
+		else
+		{
+			/* mant * 2^-24 = (mant << s) * 2^-(24 + s), leading bit at 2^10 */
+			uint32_t	s = 0;
+
+			while ((mant & 0x400) == 0)
+			{
+				mant <<= 1;
+				s++;
+			}
+			bits = sign | ((113 - s) << 23) | ((mant & 0x3ff) << 13);
+		}
+		memcpy(&out[i], &bits, sizeof(float));
+	}
+}
+
 /* Listed twice, once const for omen_kernels_for_level, once as the default */
 #define OMEN_SCALAR_KERNELS \
 	{ \
@@ -197,7 +283,10 @@ scalar_dot_i8_batch(const int8_t *q, const int8_t *const *v, int count, int n,
 		scalar_l2sq_f32_batch, \
 		scalar_dot_f32_batch, \
 		scalar_hamming_batch, \
-		scalar_dot_i8_batch \
+		scalar_dot_i8_batch, \
+		scalar_andpop_planes, \
+		scalar_andpop_planes_batch, \
+		scalar_f16_to_f32 \
 	}
 
 static const OmenKernels scalar_kernels = OMEN_SCALAR_KERNELS;
@@ -242,6 +331,13 @@ add_feature(const char *name)
  * also uses AVX2/FMA/POPCNT instructions, and no real CPU has the one
  * without the other, but a hypervisor may mask features arbitrarily.
  *
+ * F16C is not part of any level: only the AVX2 f16_to_f32 kernel uses it
+ * (the AVX-512 one uses the AVX512F form of VCVTPH2PS), so an AVX2 CPU
+ * without it keeps the scalar conversion in its table.  It is read from
+ * CPUID directly because older compilers (clang before 16, GCC before 11)
+ * do not accept "f16c" in __builtin_cpu_supports; the OS support for the
+ * YMM state it needs is already implied by AVX2.
+ *
  * Not thread-safe, and need not be: PostgreSQL backends are single-threaded
  * and the first call happens at library load.
  */
@@ -256,7 +352,12 @@ simd_detect(void)
 				has_avx512bw,
 				has_avx512vl,
 				has_vpopcntdq,
-				has_vnni;
+				has_vnni,
+				has_f16c;
+	unsigned int eax,
+				ebx,
+				ecx,
+				edx;
 #endif
 
 	if (detected)
@@ -275,6 +376,7 @@ simd_detect(void)
 	has_avx512vl = __builtin_cpu_supports("avx512vl") != 0;
 	has_vpopcntdq = __builtin_cpu_supports("avx512vpopcntdq") != 0;
 	has_vnni = __builtin_cpu_supports("avx512vnni") != 0;
+	has_f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
 
 	if (has_popcnt)
 		add_feature("popcnt");
@@ -282,6 +384,8 @@ simd_detect(void)
 		add_feature("avx2");
 	if (has_fma)
 		add_feature("fma");
+	if (has_f16c)
+		add_feature("f16c");
 	if (has_avx512f)
 		add_feature("avx512f");
 	if (has_avx512bw)
@@ -296,6 +400,8 @@ simd_detect(void)
 	if (has_avx2 && has_fma && has_popcnt)
 	{
 		omen_fill_kernels_avx2(&avx2_kernels);
+		if (!has_f16c)
+			avx2_kernels.f16_to_f32 = scalar_f16_to_f32;
 		best_level = OMEN_SIMD_AVX2;
 
 		if (has_avx512f && has_avx512bw && has_avx512vl &&

@@ -12,12 +12,15 @@
  * CPU type.
  *
  * Conventions shared by all implementations:
- *	- "n" is a count of elements (floats, int8 values) or, for bit codes, of
- *	  bytes.  n may be any value >= 0, pointers need not be aligned.
+ *	- "n" is a count of elements (floats, int8 values, halves) or, for bit
+ *	  codes, of bytes.  n may be any value >= 0, pointers need not be aligned.
  *	- Float kernels may differ from the scalar reference in the last bits
  *	  because SIMD sums in a different order; callers compare with a relative
  *	  tolerance, never for exact equality.
- *	- Integer kernels (Hamming, int8 dot) are exact in every implementation.
+ *	- Integer kernels (Hamming, int8 dot, bit-plane AND-popcount) are exact in
+ *	  every implementation.
+ *	- The half -> float conversion is exact in every implementation (every
+ *	  binary16 value is representable as a float).
  *	- Batched kernels compute one query against "count" vectors given by an
  *	  array of pointers (vectors in an index live in scattered buffer pages)
  *	  and write count results to out[].
@@ -36,7 +39,7 @@
 typedef enum OmenSimdLevel
 {
 	OMEN_SIMD_SCALAR = 0,
-	OMEN_SIMD_AVX2 = 1,			/* AVX2 + FMA + POPCNT */
+	OMEN_SIMD_AVX2 = 1,			/* AVX2 + FMA + POPCNT (+F16C if present) */
 	OMEN_SIMD_AVX512 = 2,		/* AVX-512 F/BW/VL (+VPOPCNTDQ, VNNI if present) */
 	OMEN_SIMD_NLEVELS = 3
 } OmenSimdLevel;
@@ -64,6 +67,32 @@ typedef struct OmenKernels
 								  int count, int nbytes, uint64_t *out);
 	void		(*dot_i8_batch) (const int8_t *q, const int8_t *const *v,
 								 int count, int n, int32_t *out);
+
+	/*
+	 * Members below were added later; they are kept at the end so that
+	 * initialisers of the members above stay valid.
+	 */
+
+	/*
+	 * RaBitQ-style estimator: a 1-bit code of nbytes bytes against a query
+	 * quantized to nplanes (1..8) bits per dimension and stored as bit
+	 * planes, plane j (bit j of every dimension) at planes[j * nbytes].
+	 * Returns sum over j of 2^j * popcount(code AND plane j), which is the
+	 * inner product of the 0/1 code with the unsigned quantized query.
+	 * Exact for nbytes < 2^21 (the sum is below 2040 * nbytes).
+	 */
+	uint32_t	(*andpop_planes) (const uint8_t *code, const uint8_t *planes,
+								  int nbytes, int nplanes);
+	void		(*andpop_planes_batch) (const uint8_t *const *codes, int count,
+										const uint8_t *planes, int nbytes,
+										int nplanes, uint32_t *out);
+
+	/*
+	 * IEEE binary16 (pgvector's halfvec) to float, exact for every value
+	 * including subnormals and infinities.  A NaN comes out as a NaN (quiet,
+	 * with sign and payload kept, in every implementation here).
+	 */
+	void		(*f16_to_f32) (const uint16_t *in, float *out, int n);
 } OmenKernels;
 
 /*
@@ -97,7 +126,7 @@ extern const OmenKernels *omen_kernels_for_level(OmenSimdLevel level);
 
 /*
  * Human-readable description of the CPU features detected, e.g.
- * "avx2 fma avx512f avx512bw avx512vl avx512vpopcntdq avx512vnni".
+ * "popcnt avx2 fma f16c avx512f avx512bw avx512vl avx512vpopcntdq avx512vnni".
  */
 extern const char *omen_simd_cpu_features(void);
 

@@ -7,18 +7,23 @@
  * the file is compiled without -march flags, so that the library runs on any
  * x86-64; distance.c only installs these kernels after checking the CPU.
  *
- * Two kernels have two variants each, because the extensions they would
+ * Three kernels have two variants each, because the extensions they would
  * like to use are not implied by AVX-512F/BW/VL (Skylake-SP has neither,
  * Cascade Lake has VNNI but not VPOPCNTDQ, Ice Lake and Zen 4 have both):
- *	- Hamming: VPOPCNTQ when AVX512_VPOPCNTDQ is present, else a nibble
- *	  lookup with VPSHUFB + VPSADBW (AVX512BW).
+ *	- Hamming and the bit-plane AND-popcount: VPOPCNTQ when
+ *	  AVX512_VPOPCNTDQ is present, else a nibble lookup with VPSHUFB +
+ *	  VPSADBW (AVX512BW).
  *	- int8 dot: VPDPWSSD when AVX512_VNNI is present, else VPMADDWD + VPADDD.
  * Each variant has a target string that names exactly the extensions it
  * uses, so a CPU without VPOPCNTDQ or VNNI can never execute an instruction
  * of the other variant, even by way of inlining.
  *
- * Tails are handled with masked loads, which read nothing (and cannot fault)
- * in the masked-off lanes, so there is no scalar remainder loop.
+ * Tails are handled with masked loads (and stores), which touch nothing (and
+ * cannot fault) in the masked-off lanes, so there is no scalar remainder
+ * loop.
+ *
+ * The half -> float conversion uses the EVEX form of VCVTPH2PS, which is
+ * part of AVX512F, so unlike the AVX2 one it does not depend on F16C.
  *
  * On non-x86 platforms, or compilers too old for these intrinsics, this file
  * provides no kernels and the dispatcher stops at AVX2.
@@ -33,9 +38,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 /*
- * The intrinsics used here (masked loads, _mm512_reduce_*, VPOPCNTQ,
- * VPDPWSSD) all exist in GCC 8 and clang 8; older compilers get no AVX-512
- * kernels at all rather than a broken build.
+ * The intrinsics used here (masked loads and stores, _mm512_reduce_*,
+ * VPOPCNTQ, VPDPWSSD, VCVTPH2PS) all exist in GCC 8 and clang 8; older
+ * compilers get no AVX-512 kernels at all rather than a broken build.
  */
 #if (defined(__clang__) && __clang_major__ >= 8) || \
 	(!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 8)
@@ -552,6 +557,132 @@ avx512_hamming_batch_lut(const uint8_t *q, const uint8_t *const *v,
 }
 
 /*
+ * Bit-plane AND-popcount with VPOPCNTQ: one pass over the code per plane,
+ * 64 bytes per step, each plane's counts shifted left by the plane number
+ * into one accumulator, so there is a single horizontal sum at the end.
+ * The masked tail of the code is loaded once for all planes and done first:
+ * on 128..1536-bit codes that took a fifth to a quarter off the time of
+ * doing the tail last and loading it again for each plane.
+ */
+OMEN_AVX512_VPOPCNT_TARGET static inline uint32_t
+andpop_planes_vpopcnt_impl(const uint8_t *code, const uint8_t *planes,
+						   int nbytes, int nplanes)
+{
+	int			nblocks = nbytes & ~63;
+	__mmask64	m = tail_mask64(nbytes - nblocks);
+	__m512i		tail = _mm512_maskz_loadu_epi8(m, code + nblocks);
+	__m512i		acc = _mm512_setzero_si512();
+
+	for (int j = 0; j < nplanes; j++)
+	{
+		const uint8_t *p = planes + (size_t) j * nbytes;
+		__m512i		x = _mm512_and_si512(tail, _mm512_maskz_loadu_epi8(m, p + nblocks));
+		__m512i		s = _mm512_popcnt_epi64(x);
+
+		for (int i = 0; i < nblocks; i += 64)
+		{
+			x = _mm512_and_si512(_mm512_loadu_si512(code + i), _mm512_loadu_si512(p + i));
+			s = _mm512_add_epi64(s, _mm512_popcnt_epi64(x));
+		}
+		acc = _mm512_add_epi64(acc, _mm512_sll_epi64(s, _mm_cvtsi32_si128(j)));
+	}
+	return (uint32_t) _mm512_reduce_add_epi64(acc);
+}
+
+OMEN_AVX512_VPOPCNT_TARGET static uint32_t
+avx512_andpop_planes_vpopcnt(const uint8_t *code, const uint8_t *planes,
+							 int nbytes, int nplanes)
+{
+	return andpop_planes_vpopcnt_impl(code, planes, nbytes, nplanes);
+}
+
+OMEN_AVX512_VPOPCNT_TARGET static void
+avx512_andpop_planes_batch_vpopcnt(const uint8_t *const *codes, int count,
+								   const uint8_t *planes, int nbytes,
+								   int nplanes, uint32_t *out)
+{
+	for (int c = 0; c < count; c++)
+	{
+		if (c + OMEN_PREFETCH_AHEAD < count)
+			prefetch_code(codes[c + OMEN_PREFETCH_AHEAD], nbytes);
+		out[c] = andpop_planes_vpopcnt_impl(codes[c], planes, nbytes, nplanes);
+	}
+}
+
+/* Bit-plane AND-popcount without VPOPCNTDQ: the same loop over popcnt_lut_epi64 */
+OMEN_AVX512_TARGET static inline uint32_t
+andpop_planes_lut_impl(const uint8_t *code, const uint8_t *planes,
+					   int nbytes, int nplanes)
+{
+	int			nblocks = nbytes & ~63;
+	__mmask64	m = tail_mask64(nbytes - nblocks);
+	__m512i		tail = _mm512_maskz_loadu_epi8(m, code + nblocks);
+	__m512i		acc = _mm512_setzero_si512();
+
+	for (int j = 0; j < nplanes; j++)
+	{
+		const uint8_t *p = planes + (size_t) j * nbytes;
+		__m512i		x = _mm512_and_si512(tail, _mm512_maskz_loadu_epi8(m, p + nblocks));
+		__m512i		s = popcnt_lut_epi64(x);
+
+		for (int i = 0; i < nblocks; i += 64)
+		{
+			x = _mm512_and_si512(_mm512_loadu_si512(code + i), _mm512_loadu_si512(p + i));
+			s = _mm512_add_epi64(s, popcnt_lut_epi64(x));
+		}
+		acc = _mm512_add_epi64(acc, _mm512_sll_epi64(s, _mm_cvtsi32_si128(j)));
+	}
+	return (uint32_t) _mm512_reduce_add_epi64(acc);
+}
+
+OMEN_AVX512_TARGET static uint32_t
+avx512_andpop_planes_lut(const uint8_t *code, const uint8_t *planes,
+						 int nbytes, int nplanes)
+{
+	return andpop_planes_lut_impl(code, planes, nbytes, nplanes);
+}
+
+OMEN_AVX512_TARGET static void
+avx512_andpop_planes_batch_lut(const uint8_t *const *codes, int count,
+							   const uint8_t *planes, int nbytes, int nplanes,
+							   uint32_t *out)
+{
+	for (int c = 0; c < count; c++)
+	{
+		if (c + OMEN_PREFETCH_AHEAD < count)
+			prefetch_code(codes[c + OMEN_PREFETCH_AHEAD], nbytes);
+		out[c] = andpop_planes_lut_impl(codes[c], planes, nbytes, nplanes);
+	}
+}
+
+/*
+ * Half -> float, 16 per VCVTPH2PS, exact (NaNs are made quiet with their
+ * payload kept, like the scalar reference).  The last 0..15 halves are one
+ * masked load and one masked store.
+ */
+OMEN_AVX512_TARGET static void
+avx512_f16_to_f32(const uint16_t *in, float *out, int n)
+{
+	__mmask16	m;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		__m512		x0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (in + i)));
+		__m512		x1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (in + i + 16)));
+
+		_mm512_storeu_ps(out + i, x0);
+		_mm512_storeu_ps(out + i + 16, x1);
+	}
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(out + i,
+						 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (in + i))));
+	m = tail_mask16(n - i);
+	_mm512_mask_storeu_ps(out + i, m,
+						  _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, in + i)));
+}
+
+/*
  * Sign-extend 32 int8 values (the first "take" of them when masked) to
  * int16.  Working on int16 makes the products exact for the whole int8 range
  * including -128, which the unsigned-by-signed VPDPBUSD would not be without
@@ -656,7 +787,7 @@ avx512_dot_i8_batch_madd(const int8_t *q, const int8_t *const *v, int count,
 }
 
 /*
- * Fill in the AVX-512 kernel table, choosing the Hamming and int8 variants
+ * Fill in the AVX-512 kernel table, choosing the popcount and int8 variants
  * by what the CPU has.  Only stores pointers, so it is safe on any CPU; it
  * returns 1 to say this build has AVX-512 kernels.
  */
@@ -670,16 +801,21 @@ omen_fill_kernels_avx512(OmenKernels *k, int have_vpopcntdq, int have_vnni)
 	k->normsq_f32 = avx512_normsq_f32;
 	k->l2sq_f32_batch = avx512_l2sq_f32_batch;
 	k->dot_f32_batch = avx512_dot_f32_batch;
+	k->f16_to_f32 = avx512_f16_to_f32;
 
 	if (have_vpopcntdq)
 	{
 		k->hamming = avx512_hamming_vpopcnt;
 		k->hamming_batch = avx512_hamming_batch_vpopcnt;
+		k->andpop_planes = avx512_andpop_planes_vpopcnt;
+		k->andpop_planes_batch = avx512_andpop_planes_batch_vpopcnt;
 	}
 	else
 	{
 		k->hamming = avx512_hamming_lut;
 		k->hamming_batch = avx512_hamming_batch_lut;
+		k->andpop_planes = avx512_andpop_planes_lut;
+		k->andpop_planes_batch = avx512_andpop_planes_batch_lut;
 	}
 
 	if (have_vnni)

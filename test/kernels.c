@@ -6,13 +6,15 @@
  *
  * The SIMD kernels are where an off-by-one in a tail, a wrong mask or a
  * missed lane would silently give wrong distances, so every kernel of every
- * level (and both variants of the AVX-512 Hamming and int8 kernels) is
- * checked for every dimension from 0 to 300 and for a few large ones, with
- * misaligned pointers and with each input ending flush against an
+ * level (and both variants of the AVX-512 Hamming, bit-plane and int8
+ * kernels) is checked for every dimension from 0 to 300 and for a few large
+ * ones, with misaligned pointers and with each input ending flush against an
  * inaccessible guard page, so that a kernel reading past the end of a vector
- * crashes here instead of in the server.  It also checks that NaN and Inf
- * inputs come out as non-finite results, and that OMEN_SIMD caps the level
- * chosen by omen_simd_init().
+ * crashes here instead of in the server.  The bit-plane kernels are checked
+ * for every plane count from 1 to 8, the half -> float conversion bit for
+ * bit on all 65536 half values.  It also checks that NaN and Inf inputs come
+ * out as non-finite results, and that OMEN_SIMD caps the level chosen by
+ * omen_simd_init().
  *
  * Output: one "ok <level> <kernel>" or "not ok <level> <kernel>: <detail>"
  * line per check, "skip <level>: ..." for levels this CPU cannot run (or
@@ -68,6 +70,14 @@ extern int	omen_fill_kernels_avx512(OmenKernels *k, int have_vpopcntdq,
 /* Dimensions tested: 0..300 and these */
 static const int big_dims[] = {768, 1536, 3072, MAX_N};
 
+/*
+ * The bit-plane kernels read nplanes * nbytes bytes of planes, up to 8 times
+ * the code, so their largest code is smaller; 8 planes of it fit in a slot.
+ */
+#define MAX_PLANES		8
+#define MAX_PLANE_BYTES	(MAX_N * (int) sizeof(float) / MAX_PLANES)
+static const int plane_big_dims[] = {768, 2048, MAX_PLANE_BYTES};
+
 enum
 {
 	K_L2SQ,
@@ -80,12 +90,16 @@ enum
 	K_DOT_BATCH,
 	K_HAMMING_BATCH,
 	K_DOT_I8_BATCH,
+	K_ANDPOP_PLANES,
+	K_ANDPOP_PLANES_BATCH,
+	K_F16_TO_F32,
 	K_NKERNELS
 };
 
 static const char *const kernel_names[K_NKERNELS] = {
 	"l2sq_f32", "dot_f32", "l1_f32", "normsq_f32", "hamming", "dot_i8",
-	"l2sq_f32_batch", "dot_f32_batch", "hamming_batch", "dot_i8_batch"
+	"l2sq_f32_batch", "dot_f32_batch", "hamming_batch", "dot_i8_batch",
+	"andpop_planes", "andpop_planes_batch", "f16_to_f32"
 };
 
 static int	n_passed = 0;
@@ -260,6 +274,51 @@ ref_dot_i8(const int8_t *a, const int8_t *b, int n)
 	return s;
 }
 
+/*
+ * What the bit-plane kernel stands for: the inner product of the 0/1 code
+ * with the query whose value in each dimension is assembled from its bits in
+ * the planes, dimension by dimension rather than by popcounts.
+ */
+static uint64_t
+ref_andpop_planes(const uint8_t *code, const uint8_t *planes, int nbytes,
+				  int nplanes)
+{
+	uint64_t	s = 0;
+
+	for (int d = 0; d < nbytes * 8; d++)
+	{
+		unsigned	q = 0;
+
+		if (((code[d / 8] >> (d % 8)) & 1) == 0)
+			continue;
+		for (int j = 0; j < nplanes; j++)
+			q |= ((unsigned) (planes[(size_t) j * nbytes + d / 8] >> (d % 8)) & 1u) << j;
+		s += q;
+	}
+	return s;
+}
+
+/*
+ * IEEE binary16 by its definition, computed in double (every half value is
+ * exact there and in float): (-1)^s * 2^(e-15) * (1 + m/1024) for normal
+ * numbers, (-1)^s * 2^-14 * (m/1024) for subnormals, Inf and NaN at e = 31.
+ */
+static float
+ref_f16_to_f32(uint16_t h)
+{
+	int			e = (h >> 10) & 0x1f;
+	int			m = h & 0x3ff;
+	double		v;
+
+	if (e == 0x1f)
+		v = m ? NAN : INFINITY;
+	else if (e == 0)
+		v = ldexp((double) m, -24);
+	else
+		v = ldexp((double) (m + 1024), e - 25);
+	return (float) ((h & 0x8000) ? -v : v);
+}
+
 /* ------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------
@@ -284,7 +343,15 @@ is_float_kernel(int kernel)
 static int
 is_batch_kernel(int kernel)
 {
-	return kernel >= K_L2SQ_BATCH;
+	return kernel == K_L2SQ_BATCH || kernel == K_DOT_BATCH ||
+		kernel == K_HAMMING_BATCH || kernel == K_DOT_I8_BATCH ||
+		kernel == K_ANDPOP_PLANES_BATCH;
+}
+
+static int
+is_planes_kernel(int kernel)
+{
+	return kernel == K_ANDPOP_PLANES || kernel == K_ANDPOP_PLANES_BATCH;
 }
 
 /* Compare one float result with the reference; record a failure */
@@ -582,6 +649,187 @@ trial_nonfinite(const OmenKernels *k, int kernel)
 	}
 }
 
+/*
+ * Run a bit-plane kernel and compare exactly: the single kernel for every
+ * plane count, the batched one (up to MAX_BATCH times the work) for one
+ * plane count that varies with n and off, so that 0..300 covers them all
+ * and the large codes get 8, 7, 6 and 5.  The code (or codes) and the
+ * planes, contiguous as the kernel expects them, each end at a guard page.
+ * fill_code/fill_planes as for trial_int.
+ */
+static void
+trial_planes(const OmenKernels *k, int kernel, int n, int off, int fill_code,
+			 int fill_planes)
+{
+	int			first = 1;
+	char		buf[256];
+
+	if (kernel == K_ANDPOP_PLANES_BATCH)
+		first = MAX_PLANES - (n + off) % MAX_PLANES;
+
+	for (int nplanes = first; nplanes <= MAX_PLANES; nplanes++)
+	{
+		size_t		pbytes = (size_t) n * nplanes;
+		uint8_t    *code = slot_place(0, (size_t) n, (size_t) off);
+		uint8_t    *planes = slot_place(1, pbytes, (size_t) ((off + 1) % (MAX_OFF + 1)));
+
+		fill_bytes(code, n, fill_code);
+		fill_bytes(planes, (int) pbytes, fill_planes);
+
+		if (kernel == K_ANDPOP_PLANES)
+		{
+			uint32_t	got = k->andpop_planes(code, planes, n, nplanes);
+			uint64_t	ref = ref_andpop_planes(code, planes, n, nplanes);
+
+			if ((uint64_t) got != ref)
+			{
+				snprintf(buf, sizeof(buf), "n=%d off=%d nplanes=%d got=%lu ref=%llu",
+						 n, off, nplanes, (unsigned long) got,
+						 (unsigned long long) ref);
+				fail(buf);
+			}
+		}
+		else
+		{
+			int			count = (n <= 300) ? n % (MAX_BATCH + 1) : 9;
+			const uint8_t *vec[MAX_BATCH];
+			uint32_t	out[MAX_BATCH + 1];
+
+			for (int j = 0; j < count; j++)
+			{
+				uint8_t    *p = slot_place(2 + j, (size_t) n,
+										   (size_t) ((off + j) % (MAX_OFF + 1)));
+
+				fill_bytes(p, n, fill_code);
+				vec[j] = p;
+			}
+			for (int j = 0; j <= MAX_BATCH; j++)
+				out[j] = 0xdeadbeef;
+
+			k->andpop_planes_batch(vec, count, planes, n, nplanes, out);
+
+			for (int j = 0; j < count; j++)
+			{
+				uint64_t	ref = ref_andpop_planes(vec[j], planes, n, nplanes);
+
+				if ((uint64_t) out[j] != ref)
+				{
+					snprintf(buf, sizeof(buf),
+							 "n=%d off=%d nplanes=%d vec=%d got=%lu ref=%llu",
+							 n, off, nplanes, j, (unsigned long) out[j],
+							 (unsigned long long) ref);
+					fail(buf);
+				}
+			}
+			if (out[count] != 0xdeadbeef)
+			{
+				snprintf(buf, sizeof(buf), "n=%d count=%d: wrote past out[count-1]",
+						 n, count);
+				fail(buf);
+			}
+		}
+		if (failed_now || kernel == K_ANDPOP_PLANES_BATCH)
+			return;
+	}
+}
+
+/* All bits set (the largest sums), disjoint and complementary patterns */
+static void
+trial_planes_extremes(const OmenKernels *k, int kernel)
+{
+	static const int dims[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65,
+	127, 128, 129, 192, 2048, MAX_PLANE_BYTES};
+	static const int fills[][2] = {{0xff, 0xff}, {0xff, 0x00}, {0x00, 0xff},
+	{0xaa, 0x55}, {0xaa, 0xff}};
+
+	for (size_t di = 0; di < sizeof(dims) / sizeof(dims[0]); di++)
+		for (size_t fi = 0; fi < sizeof(fills) / sizeof(fills[0]); fi++)
+			trial_planes(k, kernel, dims[di], (int) (di % (MAX_OFF + 1)),
+						 fills[fi][0], fills[fi][1]);
+}
+
+/*
+ * Compare n converted halves with the definition: bit for bit, except that
+ * a NaN only has to come out as a NaN.
+ */
+static void
+check_f16(const uint16_t *in, const float *out, int n, int off)
+{
+	char		buf[256];
+
+	for (int i = 0; i < n; i++)
+	{
+		float		ref = ref_f16_to_f32(in[i]);
+		uint32_t	gotbits,
+					refbits;
+
+		memcpy(&gotbits, &out[i], sizeof(float));
+		memcpy(&refbits, &ref, sizeof(float));
+		if (isnan(ref) ? !isnan(out[i]) : gotbits != refbits)
+		{
+			snprintf(buf, sizeof(buf),
+					 "n=%d off=%d i=%d half=0x%04x got=0x%08lx ref=0x%08lx",
+					 n, off, i, (unsigned) in[i], (unsigned long) gotbits,
+					 (unsigned long) refbits);
+			fail(buf);
+			return;
+		}
+	}
+}
+
+/*
+ * Convert n halves (random bit patterns, so every class of value turns up)
+ * with input and output each ending at the guard page or a little before it,
+ * and sentinels around the output where there is room to see a stray store.
+ */
+static void
+trial_f16(const OmenKernels *k, int n, int off)
+{
+	size_t		outgap = (size_t) ((off + 1) % (MAX_OFF + 1));
+	uint16_t   *in = slot_place(0, (size_t) n * sizeof(uint16_t),
+								(size_t) off * sizeof(uint16_t));
+	float	   *out = slot_place(1, (size_t) n * sizeof(float),
+								 outgap * sizeof(float));
+	const float sentinel = 12345.0f;
+	char		buf[128];
+
+	for (int i = 0; i < n; i++)
+		in[i] = (uint16_t) (rng_next() >> 48);
+	out[-1] = sentinel;
+	if (outgap > 0)
+		out[n] = sentinel;
+
+	k->f16_to_f32(in, out, n);
+
+	check_f16(in, out, n, off);
+	if (out[-1] != sentinel || (outgap > 0 && out[n] != sentinel))
+	{
+		snprintf(buf, sizeof(buf), "n=%d off=%d: wrote outside out[0..n-1]", n, off);
+		fail(buf);
+	}
+}
+
+/* Every one of the 65536 half values, in runs of up to MAX_N */
+static void
+trial_f16_all(const OmenKernels *k)
+{
+	int			chunk = 0;
+
+	for (int start = 0; start < 65536 && !failed_now; start += MAX_N, chunk++)
+	{
+		int			n = 65536 - start < MAX_N ? 65536 - start : MAX_N;
+		int			off = chunk % (MAX_OFF + 1);
+		uint16_t   *in = slot_place(0, (size_t) n * sizeof(uint16_t),
+									(size_t) off * sizeof(uint16_t));
+		float	   *out = slot_place(1, (size_t) n * sizeof(float), 0);
+
+		for (int i = 0; i < n; i++)
+			in[i] = (uint16_t) (start + i);
+		k->f16_to_f32(in, out, n);
+		check_f16(in, out, n, off);
+	}
+}
+
 /* Extreme integer inputs: all -128 (the VPMADDWD/VPDPBUSD corner), all 127 */
 static void
 trial_int_extremes(const OmenKernels *k, int kernel)
@@ -620,8 +868,14 @@ kernel_missing(const OmenKernels *k, int kernel)
 			return k->dot_f32_batch == NULL;
 		case K_HAMMING_BATCH:
 			return k->hamming_batch == NULL;
-		default:
+		case K_DOT_I8_BATCH:
 			return k->dot_i8_batch == NULL;
+		case K_ANDPOP_PLANES:
+			return k->andpop_planes == NULL;
+		case K_ANDPOP_PLANES_BATCH:
+			return k->andpop_planes_batch == NULL;
+		default:
+			return k->f16_to_f32 == NULL;
 	}
 }
 
@@ -629,7 +883,11 @@ kernel_missing(const OmenKernels *k, int kernel)
 static void
 check_kernel(const char *level, const OmenKernels *k, int kernel)
 {
-	int			ndims = 301 + (int) (sizeof(big_dims) / sizeof(big_dims[0]));
+	const int  *bigs = is_planes_kernel(kernel) ? plane_big_dims : big_dims;
+	int			nbigs = is_planes_kernel(kernel) ?
+		(int) (sizeof(plane_big_dims) / sizeof(plane_big_dims[0])) :
+		(int) (sizeof(big_dims) / sizeof(big_dims[0]));
+	int			ndims = 301 + nbigs;
 
 	failed_now = 0;
 	fail_detail[0] = '\0';
@@ -649,7 +907,7 @@ check_kernel(const char *level, const OmenKernels *k, int kernel)
 
 	for (int di = 0; di < ndims && !failed_now; di++)
 	{
-		int			n = di <= 300 ? di : big_dims[di - 301];
+		int			n = di <= 300 ? di : bigs[di - 301];
 
 		for (int off = 0; off <= MAX_OFF && !failed_now; off++)
 		{
@@ -660,6 +918,10 @@ check_kernel(const char *level, const OmenKernels *k, int kernel)
 
 				trial_float(k, kernel, n, off, scales[off]);
 			}
+			else if (kernel == K_F16_TO_F32)
+				trial_f16(k, n, off);
+			else if (is_planes_kernel(kernel))
+				trial_planes(k, kernel, n, off, -1, -1);
 			else
 				trial_int(k, kernel, n, off, -1, -1);
 		}
@@ -669,6 +931,10 @@ check_kernel(const char *level, const OmenKernels *k, int kernel)
 	{
 		if (is_float_kernel(kernel))
 			trial_nonfinite(k, kernel);
+		else if (kernel == K_F16_TO_F32)
+			trial_f16_all(k);
+		else if (is_planes_kernel(kernel))
+			trial_planes_extremes(k, kernel);
 		else
 			trial_int_extremes(k, kernel);
 	}
@@ -811,6 +1077,8 @@ main(void)
 			omen_fill_kernels_avx512(&base, 0, 0);
 			check_kernel("avx512-no-vpopcntdq", &base, K_HAMMING);
 			check_kernel("avx512-no-vpopcntdq", &base, K_HAMMING_BATCH);
+			check_kernel("avx512-no-vpopcntdq", &base, K_ANDPOP_PLANES);
+			check_kernel("avx512-no-vpopcntdq", &base, K_ANDPOP_PLANES_BATCH);
 			check_kernel("avx512-no-vnni", &base, K_DOT_I8);
 			check_kernel("avx512-no-vnni", &base, K_DOT_I8_BATCH);
 		}
