@@ -16,6 +16,7 @@ OBJS = \
 	src/omenbuild.o \
 	src/omencost.o \
 	src/omeninsert.o \
+	src/omenquant.o \
 	src/omenscan.o \
 	src/omensearch.o \
 	src/omenutils.o \

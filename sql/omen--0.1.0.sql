@@ -78,10 +78,18 @@ COMMENT ON FUNCTION omen_simd_features() IS 'CPU features detected for the dista
 CREATE FUNCTION omen_index_info(index regclass,
 	OUT format_version int, OUT dims int, OUT metric text, OUT m int,
 	OUT ef_construction int, OUT segments int, OUT elements bigint,
-	OUT deleted_elements bigint, OUT pages bigint)
+	OUT deleted_elements bigint, OUT pages bigint, OUT quantizer text)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT PARALLEL SAFE;
 
 COMMENT ON FUNCTION omen_index_info(regclass) IS 'settings and element counts of an omen index';
+
+CREATE FUNCTION omen_last_scan(
+	OUT returned bigint, OUT expanded bigint, OUT code_distances bigint,
+	OUT exact_distances bigint, OUT reranked bigint, OUT pages bigint,
+	OUT segments int, OUT rounds int, OUT dropped bigint, OUT swept bigint)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION omen_last_scan() IS 'what the last omen index scan of this session did';
 
 -- Operator classes on pgvector's vector type, ordering by pgvector's own
 -- operators.

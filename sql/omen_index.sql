@@ -122,7 +122,7 @@ CREATE INDEX expr_free ON expr USING omen (v);
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT id FROM expr ORDER BY l2_normalize(v)::vector(3) <=> '[1,0,0]' LIMIT 2;
 SELECT id FROM expr ORDER BY l2_normalize(v)::vector(3) <=> '[1,0,0]' LIMIT 2;
-SELECT id FROM expr ORDER BY v <-> '[3,1,0]' LIMIT 2;
+SELECT id FROM expr ORDER BY v <-> '[3.2,1,0]' LIMIT 2;
 SELECT dims FROM omen_index_info('expr_free');
 RESET enable_seqscan;
 

@@ -36,6 +36,22 @@ static const struct config_enum_entry omen_simd_options[] = {
 
 static relopt_kind omen_relopt_kind;
 
+double		omen_rerank_factor = 2.0;
+
+/* not copied by add_enum_reloption: must be static */
+static relopt_enum_elt_def omen_quantizer_values[] = {
+	{"none", OMEN_QUANT_NONE},
+	{"sq8", OMEN_QUANT_SQ8},
+	{"bq", OMEN_QUANT_BQ},
+	{(const char *) NULL}
+};
+
+static relopt_enum_elt_def omen_vectors_values[] = {
+	{"index", OMEN_VECTORS_INDEX},
+	{"heap", OMEN_VECTORS_HEAP},
+	{(const char *) NULL}
+};
+
 static void
 omen_simd_assign(int newval, void *extra)
 {
@@ -62,12 +78,29 @@ _PG_init(void)
 					  OMEN_DEFAULT_EF_CONSTRUCTION, OMEN_MIN_EF_CONSTRUCTION,
 					  OMEN_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
 
+	add_enum_reloption(omen_relopt_kind, "quantizer",
+					   "Codes the graph is navigated with",
+					   omen_quantizer_values, OMEN_QUANT_NONE,
+					   "Valid values are \"none\", \"sq8\" and \"bq\".",
+					   AccessExclusiveLock);
+	add_enum_reloption(omen_relopt_kind, "vectors",
+					   "Where the full vectors used for re-ranking are kept",
+					   omen_vectors_values, OMEN_VECTORS_INDEX,
+					   "Valid values are \"index\" and \"heap\".",
+					   AccessExclusiveLock);
+
 	DefineCustomIntVariable("omen.ef_search",
 							"Size of the candidate list of an index scan.",
 							"Larger values find more of the true nearest neighbours, at more cost per query.",
 							&omen_ef_search,
 							OMEN_DEFAULT_EF_SEARCH, OMEN_MIN_EF_SEARCH, OMEN_MAX_EF_SEARCH,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomRealVariable("omen.rerank_factor",
+							 "How many candidates a quantized index re-ranks, as a multiple of ef_search.",
+							 "The best candidates by code distance are re-ranked with the full vectors.",
+							 &omen_rerank_factor, 2.0, 1.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("omen.simd",
 							 "Highest SIMD implementation of the distance kernels to use.",
@@ -88,6 +121,8 @@ omenoptions(Datum reloptions, bool validate)
 	static const relopt_parse_elt tab[] = {
 		{"m", RELOPT_TYPE_INT, offsetof(OmenOptions, m)},
 		{"ef_construction", RELOPT_TYPE_INT, offsetof(OmenOptions, ef_construction)},
+		{"quantizer", RELOPT_TYPE_ENUM, offsetof(OmenOptions, quantizer)},
+		{"vectors", RELOPT_TYPE_ENUM, offsetof(OmenOptions, vectors)},
 	};
 
 	return (bytea *) build_reloptions(reloptions, validate, omen_relopt_kind,

@@ -50,6 +50,9 @@
 #define OMEN_PAGE_GRAPH			2	/* fixed-size element slots */
 #define OMEN_PAGE_VECTOR		3	/* full-precision vectors, as items */
 #define OMEN_PAGE_UPPER			4	/* neighbour lists of levels >= 1, items */
+#define OMEN_PAGE_CODE			5	/* the codes of an extent, packed */
+#define OMEN_PAGE_DIR			6	/* extent directory */
+#define OMEN_PAGE_AUX			7	/* quantizer data (the centroid) */
 
 /*
  * Support function numbers.  Procedure 1 is the SQL-callable distance
@@ -79,20 +82,37 @@
 #define OMEN_MAX_SEGMENTS		64
 
 /*
- * Element numbers.  An element is addressed by a 32-bit number that encodes
- * the graph page and the slot on it, so that following a neighbour needs no
- * directory lookup.  With 7 slot bits an index can have 2^25 graph pages
- * (256 GB of them); a page never holds more than 128 slots.
+ * Quantizers: what the graph is navigated with.  "none" navigates on the
+ * float32 vectors themselves; the others on compact codes, re-ranking the
+ * final candidates with the full vectors.
+ */
+#define OMEN_QUANT_NONE			0
+#define OMEN_QUANT_SQ8			1	/* int8 per dimension, per-vector scale */
+#define OMEN_QUANT_BQ			2	/* 1 bit per rotated dimension */
+
+/* Where the full vectors of a quantized index are kept */
+#define OMEN_VECTORS_INDEX		0
+#define OMEN_VECTORS_HEAP		1
+
+/*
+ * Element numbers are dense: 0, 1, 2, ... in order of allocation.  Elements
+ * live in extents of K consecutive numbers; an extent is a run of
+ * consecutive blocks, first the code pages (the K codes packed end to end),
+ * then the graph pages (the K slots).  Block numbers of extents are kept in
+ * the extent directory, so an element's code and slot are found with two
+ * divisions and an array lookup, and a neighbour's code without touching
+ * its slot.
  */
 typedef uint32 OmenElem;
 
-#define OMEN_SLOT_BITS			7
-#define OMEN_MAX_SLOTS_PER_PAGE (1 << OMEN_SLOT_BITS)
 #define OMEN_INVALID_ELEM		((OmenElem) 0xFFFFFFFF)
-#define OMEN_MAX_BLOCKS			((BlockNumber) 1 << (32 - OMEN_SLOT_BITS))
-#define OmenElemMake(blk, slot) ((OmenElem) (((uint32) (blk) << OMEN_SLOT_BITS) | (uint32) (slot)))
-#define OmenElemBlock(e)		((BlockNumber) ((e) >> OMEN_SLOT_BITS))
-#define OmenElemSlot(e)			((int) ((e) & (OMEN_MAX_SLOTS_PER_PAGE - 1)))
+#define OMEN_MAX_ELEMS			((OmenElem) 0xFFFFFF00)
+
+/* Bytes of data an area page (code, directory, aux) holds after its header */
+#define OMEN_AREA_SPACE \
+	((int) (BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(OmenPageOpaqueData))))
+#define OMEN_DIR_ENTRIES		((int) (OMEN_AREA_SPACE / sizeof(BlockNumber)))
+#define OMEN_MAX_DIR_PAGES		512
 
 /* Metrics and element types, as told by the opclass's metric procedure */
 typedef enum OmenMetric
@@ -105,7 +125,8 @@ typedef enum OmenMetric
 
 typedef enum OmenElemType
 {
-	OMEN_TYPE_VECTOR = 1		/* pgvector's vector: float4 values */
+	OMEN_TYPE_VECTOR = 1,		/* pgvector's vector: float4 values */
+	OMEN_TYPE_HALFVEC = 2		/* pgvector's halfvec: IEEE half values */
 } OmenElemType;
 
 typedef struct OmenMetricInfo
@@ -119,7 +140,7 @@ typedef struct OmenMetricInfo
  */
 typedef struct OmenPageOpaqueData
 {
-	BlockNumber nextblkno;		/* reserved; InvalidBlockNumber */
+	BlockNumber nextblkno;		/* aux pages: next page of the chain */
 	uint16		type;			/* OMEN_PAGE_* */
 	uint16		nslots;			/* graph pages: number of slots */
 	uint16		unused;
@@ -156,14 +177,25 @@ typedef struct OmenMetaPageData
 	int16		elemtype;
 	int16		m;
 	int16		ef_construction;
+	int16		quantizer;		/* OMEN_QUANT_* */
+	int16		vectors;		/* OMEN_VECTORS_* */
 	int16		slotsize;		/* bytes per graph slot */
 	int16		slotsperpage;
-	BlockNumber graphInsertBlk; /* hints: where inserts look for space */
-	BlockNumber vectorInsertBlk;
+	int32		codesize;		/* bytes per code (0 until dims are known) */
+	int32		extentElems;	/* K: elements per extent */
+	int32		extentCodePages;	/* code pages per extent */
+	int32		extentGraphPages;	/* graph pages per extent */
+	int32		paddims;		/* bq: dimensions after padding, a power of 2 */
+	uint32		rotseed;		/* bq: seed of the random rotation */
+	BlockNumber centroidBlk;	/* bq: first aux page of the centroid */
+	OmenElem	nextElem;		/* next element number to allocate */
+	uint32		nextents;		/* extents allocated */
+	BlockNumber vectorInsertBlk;	/* hints: where inserts look for space */
 	BlockNumber upperInsertBlk;
 	uint16		nsegments;
-	uint16		unused;
+	uint16		ndirpages;
 	OmenSegmentData segments[OMEN_MAX_SEGMENTS];
+	BlockNumber dirpages[OMEN_MAX_DIR_PAGES];
 } OmenMetaPageData;
 
 typedef OmenMetaPageData *OmenMetaPage;
@@ -187,7 +219,7 @@ typedef struct OmenSlotData
 	uint8		segment;		/* segment (graph) it belongs to */
 	uint8		n0;				/* number of level-0 neighbours */
 	ItemPointerData heaptid;
-	uint16		vecoff;			/* first chunk of the vector */
+	uint16		vecoff;			/* first chunk of the full vector, if kept */
 	BlockNumber vecblk;
 	BlockNumber upperblk;		/* neighbour lists of levels 1..level */
 	uint16		upperoff;
@@ -241,10 +273,13 @@ typedef struct OmenOptions
 	int32		vl_len_;
 	int			m;
 	int			ef_construction;
+	int			quantizer;		/* OMEN_QUANT_* */
+	int			vectors;		/* OMEN_VECTORS_* */
 } OmenOptions;
 
 /* GUCs */
 extern int	omen_ef_search;
+extern double omen_rerank_factor;
 
 /*
  * Per-index information derived from the catalogs and the metapage, built
@@ -254,6 +289,7 @@ typedef struct OmenIndexInfo
 {
 	Relation	index;
 	OmenMetric	metric;
+	OmenElemType elemtype;
 	int			dims;
 	int			m;
 	int			maxm0;			/* 2*m */
@@ -261,7 +297,30 @@ typedef struct OmenIndexInfo
 	int			slotsize;
 	int			slotsperpage;
 	double		ml;				/* level multiplier 1/ln(m) */
+	int			quantizer;
+	int			vectors;
+	int			codesize;
+	int			K;				/* elements per extent */
+	int			C;				/* code pages per extent */
+	int			G;				/* graph pages per extent */
+	int			paddims;
+	uint32		rotseed;
+	BlockNumber centroidBlk;
+	float	   *centroid;		/* bq: the data's centroid, or NULL */
+	uint8	   *rotsigns;		/* bq: sign flips of the rotation, lazily */
+	MemoryContext mcxt;			/* where the lazily loaded parts live */
+	/* extent directory, loaded lazily one directory page at a time */
+	int			ndirpages;
+	BlockNumber dirpages[OMEN_MAX_DIR_PAGES];
+	BlockNumber **dircache;		/* per directory page, or NULL */
 } OmenIndexInfo;
+
+/* Where an element's code starts: a block and a byte offset in its area */
+typedef struct OmenCodeLoc
+{
+	BlockNumber blk;
+	int			off;
+} OmenCodeLoc;
 
 /*
  * A query or element vector in backend memory, with what the distance
@@ -272,6 +331,51 @@ typedef struct OmenQuery
 	const float *values;
 	float		norm;			/* Euclidean norm (for cosine) */
 } OmenQuery;
+
+/* A query prepared for distances on codes (omenquant.c) */
+typedef struct OmenQueryPrep
+{
+	OmenQuery	q;				/* the float query, for exact distances */
+	/* sq8 */
+	int8	   *i8;
+	float		scale;
+	float		normsq;
+	/* bq */
+	uint8	   *planes;			/* 4 bit planes of the quantized query */
+	float		lo;
+	float		delta;
+	float		sumq;
+	float		r;				/* |q - centroid| */
+	float		invsqrtn;
+} OmenQueryPrep;
+
+/* Flags in a code's header */
+#define OMEN_CODE_DELETED		0x0001
+
+/* What one index scan did, for omen_last_scan() */
+typedef struct OmenScanStats
+{
+	uint64		returned;		/* rows returned */
+	uint64		expanded;		/* elements whose neighbour lists were read */
+	uint64		codedists;		/* distances on codes */
+	uint64		exactdists;		/* distances on full vectors */
+	uint64		reranked;		/* candidates re-ranked */
+	uint64		pages;			/* buffers pinned: omen's own count, as
+								 * EXPLAIN (BUFFERS) misses the pin cache */
+	int32		segments;		/* segments searched */
+	int32		rounds;			/* rounds after the first */
+	uint64		dropped;		/* rows dropped to keep the order */
+	uint64		swept;			/* rows found by the final sweep */
+} OmenScanStats;
+
+/* omenquant.c */
+extern void OmenComputeLayout(OmenMetaPage meta);
+extern void OmenEncode(OmenIndexInfo *info, const float *v, float norm, uint8 *code);
+extern void OmenDecode(OmenIndexInfo *info, const uint8 *code, float *out, float *norm);
+extern bool OmenCodeIsDeleted(const uint8 *code);
+extern void OmenCodeSetDeleted(uint8 *code);
+extern void OmenPrepareQuery(OmenIndexInfo *info, const float *values, OmenQueryPrep *qp);
+extern float OmenCodeDistance(OmenIndexInfo *info, const OmenQueryPrep *qp, const uint8 *code);
 
 /* omen.c */
 extern void _PG_init(void);
@@ -316,8 +420,9 @@ extern bool omenvalidate(Oid opclassoid);
 extern Relation OmenOpenIndex(Oid indexoid, LOCKMODE lockmode);
 
 /* omenvector.c: reading pgvector's types */
-extern int	OmenVectorDims(Datum value);
 extern const float *OmenVectorValues(Datum value, int *dims);
+extern const float *OmenDatumValues(int elemtype, Datum value, int *dims);
+#define OmenQueryValues(info, value, dims) OmenDatumValues((info)->elemtype, (value), (dims))
 extern void OmenCheckVectorValues(const float *values, int dims);
 extern float OmenNorm(const float *values, int dims);
 
@@ -333,8 +438,12 @@ extern int	OmenRandomLevel(double ml);
 extern float OmenDistance(OmenMetric metric, const OmenQuery *q,
 						  const float *v, float vnorm, int dims);
 extern double OmenDistanceToOperator(OmenMetric metric, float d);
-extern float OmenDistanceNull(void);
 extern Buffer OmenNewBuffer(Relation index, ForkNumber fork);
+extern void OmenInitAreaPage(Page page, uint16 type);
+extern BlockNumber OmenExtentStart(OmenIndexInfo *info, uint32 x);
+extern void OmenElemSlotLoc(OmenIndexInfo *info, OmenElem e, BlockNumber *blk, int *slotno);
+extern OmenCodeLoc OmenElemCodeLoc(OmenIndexInfo *info, OmenElem e);
+extern float *OmenReadAux(Relation index, BlockNumber blk, int n);
 
 /* omensearch.c: graph search on pages, shared by scans and inserts */
 
@@ -370,7 +479,7 @@ OmenHeapTop(const OmenHeap *h)
  * copy.  OmenReaderRelease drops all pins; a scan calls it before
  * amgettuple returns.
  */
-#define OMEN_PIN_CACHE_SIZE 64
+#define OMEN_PIN_CACHE_SIZE 128
 
 typedef struct OmenReader
 {
@@ -379,11 +488,13 @@ typedef struct OmenReader
 	BlockNumber blks[OMEN_PIN_CACHE_SIZE];
 	Buffer		bufs[OMEN_PIN_CACHE_SIZE];
 	float	   *scratch;		/* dims floats, for chained vectors */
+	uint8	   *codebuf;		/* one code, when it straddles pages */
 	OmenSlot	slot;			/* one slot, for copies */
 	uint32	   *upper;			/* one level's list: count + m */
 	/* statistics, for omen_last_scan_stats() */
-	uint64		pages;			/* page accesses */
+	uint64		pages;			/* buffers pinned (pin cache misses) */
 	uint64		distances;		/* full-precision distances computed */
+	uint64		codedists;		/* distances computed on codes */
 	uint64		expanded;		/* elements whose neighbours were read */
 } OmenReader;
 
@@ -393,8 +504,11 @@ extern Buffer OmenReaderPin(OmenReader *r, BlockNumber blk);
 extern bool OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out);
 extern int	OmenReadNeighbors(OmenReader *r, OmenElem elem, const OmenSlot slot,
 							  int level, OmenElem *out);
-extern float OmenSlotDistance(OmenReader *r, const OmenSlot slot, const OmenQuery *q);
-extern const float *OmenSlotVector(OmenReader *r, const OmenSlot slot, float *dest, float *norm);
+extern const uint8 *OmenReaderCode(OmenReader *r, OmenElem elem);
+extern float OmenExactDistance(OmenReader *r, OmenElem elem, const OmenSlot slot,
+							   const OmenQueryPrep *qp);
+extern const float *OmenSlotVector(OmenReader *r, OmenElem elem, const OmenSlot slot,
+								   float *dest, float *norm);
 
 /* Visited-set entry flags */
 #define OMEN_VISIT_EXPANDED		0x01	/* neighbours were read */
@@ -421,11 +535,11 @@ typedef struct OmenLayerSearch
 extern void OmenLayerInit(OmenLayerSearch *s, OmenReader *r, int level);
 extern void OmenLayerFree(OmenLayerSearch *s);
 extern void OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r,
-							  const OmenQuery *q, OmenElem elem);
-extern void OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, int ef);
+							  const OmenQueryPrep *q, OmenElem elem);
+extern void OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef);
 extern uint8 *OmenLayerFlags(OmenLayerSearch *s, OmenElem elem);
 extern int	OmenLayerResults(OmenLayerSearch *s, OmenCand *out);
-extern OmenElem OmenDescend(OmenReader *r, const OmenQuery *q, OmenElem entry,
+extern OmenElem OmenDescend(OmenReader *r, const OmenQueryPrep *q, OmenElem entry,
 							int fromlevel, int tolevel);
 
 extern int	OmenSelectNeighbors(OmenMetric metric, int dims, int ncand,

@@ -27,6 +27,7 @@
 #include "access/tableam.h"
 #include "access/xloginsert.h"
 #include "catalog/index.h"
+#include "common/pg_prng.h"
 #include "commands/progress.h"
 #include "miscadmin.h"
 #include "omen.h"
@@ -97,11 +98,13 @@ typedef struct OmenBuildState
 	/* results */
 	double		reltuples;
 	double		indtuples;
-	int			nsegments;
-	OmenSegmentData segments[OMEN_MAX_SEGMENTS];
-	BlockNumber lastVectorBlk;
-	BlockNumber lastUpperBlk;
-	BlockNumber lastGraphBlk;
+
+	/*
+	 * The metapage being built: layout, segments, extent directory.  It is
+	 * written at the end.
+	 */
+	OmenMetaPageData meta;
+	OmenIndexInfo info;			/* for encoding codes */
 
 	MemoryContext tmpCtx;
 } OmenBuildState;
@@ -354,12 +357,10 @@ BuildNewPage(OmenBuildState *bs, uint16 type)
 	Buffer		buf = ReadBufferExtended(bs->index, MAIN_FORKNUM, P_NEW, RBM_NORMAL, NULL);
 
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-	if (BufferGetBlockNumber(buf) >= OMEN_MAX_BLOCKS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("index \"%s\" is too large", RelationGetRelationName(bs->index)),
-				 errdetail("An omen index can have at most %u pages.", OMEN_MAX_BLOCKS)));
-	OmenInitPage(BufferGetPage(buf), type);
+	if (type == OMEN_PAGE_CODE || type == OMEN_PAGE_DIR || type == OMEN_PAGE_AUX)
+		OmenInitAreaPage(BufferGetPage(buf), type);
+	else
+		OmenInitPage(BufferGetPage(buf), type);
 	return buf;
 }
 
@@ -401,17 +402,18 @@ static void
 BuildWriteVector(OmenBuildState *bs, Buffer *cur, const float *v, float norm,
 				 BlockNumber *blk, OffsetNumber *off)
 {
+	int			dims = bs->meta.dims;
 	int			maxvals = OMEN_MAX_CHUNK_VALUES;
-	int			nchunks = (bs->dims + maxvals - 1) / maxvals;
+	int			nchunks = (dims + maxvals - 1) / maxvals;
 	BlockNumber nextblk = InvalidBlockNumber;
 	OffsetNumber nextoff = InvalidOffsetNumber;
 	OmenVectorChunk chunk = palloc(offsetof(OmenVectorChunkData, values) +
-								   sizeof(float4) * Min(bs->dims, maxvals));
+								   sizeof(float4) * Min(dims, maxvals));
 
 	for (int c = nchunks - 1; c >= 0; c--)
 	{
 		int			start = c * maxvals;
-		int			n = Min(maxvals, bs->dims - start);
+		int			n = Min(maxvals, dims - start);
 		Size		size = offsetof(OmenVectorChunkData, values) + sizeof(float4) * n;
 
 		chunk->nextblk = nextblk;
@@ -428,71 +430,273 @@ BuildWriteVector(OmenBuildState *bs, Buffer *cur, const float *v, float norm,
 	pfree(chunk);
 }
 
-static inline OmenElem
-BuildElemNumber(BlockNumber first, int slotsperpage, int i)
+/*
+ * Allocate the next extent: its code pages and graph pages, consecutive,
+ * and its entry in the directory.
+ */
+static void
+BuildNewExtent(OmenBuildState *bs)
 {
-	return OmenElemMake(first + i / slotsperpage, i % slotsperpage);
+	OmenMetaPage meta = &bs->meta;
+	uint32		x = meta->nextents;
+	BlockNumber start = InvalidBlockNumber;
+	int			d = x / OMEN_DIR_ENTRIES;
+	Buffer		buf;
+
+	if (d >= OMEN_MAX_DIR_PAGES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index \"%s\" has too many elements", RelationGetRelationName(bs->index))));
+
+	for (int p = 0; p < meta->extentCodePages + meta->extentGraphPages; p++)
+	{
+		bool		code = p < meta->extentCodePages;
+
+		buf = BuildNewPage(bs, code ? OMEN_PAGE_CODE : OMEN_PAGE_GRAPH);
+		if (p == 0)
+			start = BufferGetBlockNumber(buf);
+		else if (BufferGetBlockNumber(buf) != start + p)
+			elog(ERROR, "unexpected block number during omen build");
+		if (!code)
+		{
+			Page		page = BufferGetPage(buf);
+			int			g = p - meta->extentCodePages;
+			int			nslots = Min(meta->slotsperpage,
+									 meta->extentElems - g * meta->slotsperpage);
+
+			OmenPageGetOpaque(page)->nslots = nslots;
+			((PageHeader) page)->pd_lower += nslots * meta->slotsize;
+		}
+		BuildFinishPage(buf);
+	}
+
+	if (x % OMEN_DIR_ENTRIES == 0)
+	{
+		buf = BuildNewPage(bs, OMEN_PAGE_DIR);
+		meta->dirpages[meta->ndirpages++] = BufferGetBlockNumber(buf);
+		bs->info.ndirpages = meta->ndirpages;
+		bs->info.dirpages[d] = BufferGetBlockNumber(buf);
+	}
+	else
+	{
+		buf = ReadBuffer(bs->index, meta->dirpages[d]);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	}
+	((BlockNumber *) PageGetContents(BufferGetPage(buf)))[x % OMEN_DIR_ENTRIES] = start;
+	BuildFinishPage(buf);
+	meta->nextents++;
+}
+
+/* Write bytes into the code area starting at loc, across pages if needed */
+static void
+BuildWriteCode(OmenBuildState *bs, OmenCodeLoc loc, const uint8 *data, int len)
+{
+	while (len > 0)
+	{
+		Buffer		buf = ReadBuffer(bs->index, loc.blk);
+		int			n = Min(len, OMEN_AREA_SPACE - loc.off);
+
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		memcpy(PageGetContents(BufferGetPage(buf)) + loc.off, data, n);
+		BuildFinishPage(buf);
+		data += n;
+		len -= n;
+		loc.blk++;
+		loc.off = 0;
+	}
+}
+
+/* Write the centroid (for bq) as a chain of aux pages */
+static BlockNumber
+BuildWriteAux(OmenBuildState *bs, const float *values, int n)
+{
+	const char *src = (const char *) values;
+	Size		left = sizeof(float) * n;
+	BlockNumber first = InvalidBlockNumber;
+	Buffer		prev = InvalidBuffer;
+
+	while (left > 0)
+	{
+		Buffer		buf = BuildNewPage(bs, OMEN_PAGE_AUX);
+		Size		chunk = Min(left, (Size) OMEN_AREA_SPACE);
+
+		memcpy(PageGetContents(BufferGetPage(buf)), src, chunk);
+		if (prev != InvalidBuffer)
+		{
+			OmenPageGetOpaque(BufferGetPage(prev))->nextblkno = BufferGetBlockNumber(buf);
+			BuildFinishPage(prev);
+		}
+		else
+			first = BufferGetBlockNumber(buf);
+		prev = buf;
+		src += chunk;
+		left -= chunk;
+	}
+	if (prev != InvalidBuffer)
+		BuildFinishPage(prev);
+	return first;
 }
 
 /*
- * Write the in-memory graph out as a new segment: graph pages first (their
- * block numbers define the element numbers), then vectors and upper
- * lists, then fill in the slots.
+ * The centroid of the in-memory vectors (normalised first for cosine),
+ * which centres the 1-bit codes.  Computed from the first segment and
+ * kept for the life of the index.
+ */
+static void
+BuildCentroid(OmenBuildState *bs)
+{
+	int			dims = bs->meta.dims;
+	double	   *sum = palloc0(sizeof(double) * dims);
+	float	   *c = MemoryContextAlloc(bs->info.mcxt, sizeof(float) * dims);
+	int			n = 0;
+
+	for (int i = 0; i < bs->nelems; i++)
+	{
+		const float *v = BuildVec(bs, i);
+		float		norm = bs->elems[i].norm;
+
+		if (bs->meta.metric == OMEN_METRIC_COSINE)
+		{
+			if (norm == 0)
+				continue;
+			for (int j = 0; j < dims; j++)
+				sum[j] += v[j] / norm;
+		}
+		else
+			for (int j = 0; j < dims; j++)
+				sum[j] += v[j];
+		n++;
+	}
+	for (int j = 0; j < dims; j++)
+		c[j] = n > 0 ? (float) (sum[j] / n) : 0;
+	pfree(sum);
+	bs->info.centroid = c;
+	bs->meta.centroidBlk = BuildWriteAux(bs, c, dims);
+	bs->info.centroidBlk = bs->meta.centroidBlk;
+}
+
+/*
+ * The order to number the elements of the in-memory graph in: breadth
+ * first over level 0 from the entry point, so that the neighbours an
+ * element links to when it is expanded mostly sit together, and a search
+ * reads their codes from few pages.  Returns order[] (position -> element)
+ * and fills pos[] (element -> position).
+ */
+static int *
+BuildOrder(OmenBuildState *bs, int *pos)
+{
+	int			n = bs->nelems;
+	int		   *order = palloc(sizeof(int) * Max(n, 1));
+	int			head = 0;
+	int			tail = 0;
+	int			next = 0;
+
+	for (int i = 0; i < n; i++)
+		pos[i] = -1;
+	while (tail < n)
+	{
+		if (head == tail)
+		{
+			int			start = (tail == 0 && bs->entry >= 0) ? bs->entry : -1;
+
+			if (start < 0)
+			{
+				while (pos[next] >= 0)
+					next++;
+				start = next;
+			}
+			pos[start] = tail;
+			order[tail++] = start;
+		}
+		while (head < tail)
+		{
+			int32	   *list = BuildList(bs, order[head++], 0);
+
+			for (int j = 1; j <= list[0]; j++)
+			{
+				if (pos[list[j]] < 0)
+				{
+					pos[list[j]] = tail;
+					order[tail++] = list[j];
+				}
+			}
+		}
+	}
+	return order;
+}
+
+/*
+ * Write the in-memory graph out as a new segment.  Its elements get the
+ * next element numbers, in BuildOrder's order; extents are allocated as
+ * the numbers need them.
  */
 static void
 BuildWriteSegment(OmenBuildState *bs)
 {
-	int			seg = bs->nsegments;
-	int			spp = bs->slotsperpage;
-	int			ngraph = (bs->nelems + spp - 1) / spp;
-	BlockNumber first = InvalidBlockNumber;
+	OmenMetaPage meta = &bs->meta;
+	int			seg = meta->nsegments;
+	OmenElem	base = meta->nextElem;
 	Buffer		vbuf = InvalidBuffer;
 	Buffer		ubuf = InvalidBuffer;
-	uint32	   *upper = palloc(OmenUpperItemSize(bs->m, OMEN_MAX_LEVEL));
-	OmenSegmentData *sd = &bs->segments[seg];
+	uint32	   *upper = palloc(OmenUpperItemSize(meta->m, OMEN_MAX_LEVEL));
+	uint8	   *code;
+	OmenSegmentData *sd = &meta->segments[seg];
+	bool		keepvectors = meta->quantizer != OMEN_QUANT_NONE &&
+		meta->vectors == OMEN_VECTORS_INDEX;
+	int		   *pos;
+	int		   *order;
 
 	if (seg >= OMEN_MAX_SEGMENTS)
 		elog(ERROR, "too many segments in omen build");
+	if ((uint64) base + bs->nelems > OMEN_MAX_ELEMS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index \"%s\" has too many elements", RelationGetRelationName(bs->index))));
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, OMEN_PHASE_WRITE);
 
-	/* graph pages, all slots free for now */
-	for (int g = 0; g < ngraph; g++)
+	if (meta->dims > 0 && meta->codesize == 0)
 	{
-		Buffer		buf = BuildNewPage(bs, OMEN_PAGE_GRAPH);
-		Page		page = BufferGetPage(buf);
-
-		if (g == 0)
-			first = BufferGetBlockNumber(buf);
-		else if (BufferGetBlockNumber(buf) != first + g)
-			elog(ERROR, "unexpected block number during omen build");
-		OmenPageGetOpaque(page)->nslots = spp;
-		((PageHeader) page)->pd_lower += spp * bs->slotsize;
-		bs->lastGraphBlk = BufferGetBlockNumber(buf);
-		BuildFinishPage(buf);
+		OmenComputeLayout(meta);
+		bs->info.dims = meta->dims;
+		bs->info.codesize = meta->codesize;
+		bs->info.K = meta->extentElems;
+		bs->info.C = meta->extentCodePages;
+		bs->info.G = meta->extentGraphPages;
+		bs->info.paddims = meta->paddims;
 	}
+	if (meta->quantizer == OMEN_QUANT_BQ && bs->nelems > 0 && meta->centroidBlk == InvalidBlockNumber)
+		BuildCentroid(bs);
+	code = palloc(Max(meta->codesize, 1));
+	pos = palloc(sizeof(int) * Max(bs->nelems, 1));
+	order = BuildOrder(bs, pos);
 
-	/* vectors and upper lists */
+	/* vectors and upper lists first: the slots point to them */
 	for (int i = 0; i < bs->nelems; i++)
 	{
 		OmenBuildElem *e = &bs->elems[i];
 
 		CHECK_FOR_INTERRUPTS();
-		BuildWriteVector(bs, &vbuf, BuildVec(bs, i), e->norm, &e->vecblk, &e->vecoff);
+		if (keepvectors)
+			BuildWriteVector(bs, &vbuf, BuildVec(bs, i), e->norm, &e->vecblk, &e->vecoff);
+		else
+		{
+			e->vecblk = InvalidBlockNumber;
+			e->vecoff = InvalidOffsetNumber;
+		}
 		if (e->level > 0)
 		{
 			for (int level = 1; level <= e->level; level++)
 			{
 				int32	   *src = BuildList(bs, i, level);
-				uint32	   *dst = OmenUpperList(upper, bs->m, level);
+				uint32	   *dst = OmenUpperList(upper, meta->m, level);
 
 				dst[0] = src[0];
-				for (int j = 0; j < bs->m; j++)
-					dst[j + 1] = j < src[0] ?
-						BuildElemNumber(first, spp, src[j + 1]) : OMEN_INVALID_ELEM;
+				for (int j = 0; j < meta->m; j++)
+					dst[j + 1] = j < src[0] ? base + pos[src[j + 1]] : OMEN_INVALID_ELEM;
 			}
 			BuildAddItem(bs, &ubuf, OMEN_PAGE_UPPER, (Item) upper,
-						 OmenUpperItemSize(bs->m, e->level), &e->upperblk, &e->upperoff, false);
+						 OmenUpperItemSize(meta->m, e->level), &e->upperblk, &e->upperoff, false);
 		}
 		else
 		{
@@ -502,53 +706,63 @@ BuildWriteSegment(OmenBuildState *bs)
 	}
 	if (vbuf != InvalidBuffer)
 	{
-		bs->lastVectorBlk = BufferGetBlockNumber(vbuf);
+		meta->vectorInsertBlk = BufferGetBlockNumber(vbuf);
 		BuildFinishPage(vbuf);
 	}
 	if (ubuf != InvalidBuffer)
 	{
-		bs->lastUpperBlk = BufferGetBlockNumber(ubuf);
+		meta->upperInsertBlk = BufferGetBlockNumber(ubuf);
 		BuildFinishPage(ubuf);
 	}
 
-	/* the slots */
-	for (int g = 0; g < ngraph; g++)
+	/* codes and slots */
+	for (int k = 0; k < bs->nelems; k++)
 	{
-		Buffer		buf = ReadBuffer(bs->index, first + g);
-		Page		page;
+		int			i = order[k];
+		OmenBuildElem *e = &bs->elems[i];
+		OmenElem	elem = base + k;
+		int32	   *list = BuildList(bs, i, 0);
+		BlockNumber blk;
+		int			slotno;
+		Buffer		buf;
+		OmenSlot	slot;
 
+		CHECK_FOR_INTERRUPTS();
+		if (elem / meta->extentElems >= meta->nextents)
+			BuildNewExtent(bs);
+
+		OmenEncode(&bs->info, BuildVec(bs, i), e->norm, code);
+		BuildWriteCode(bs, OmenElemCodeLoc(&bs->info, elem), code, meta->codesize);
+
+		OmenElemSlotLoc(&bs->info, elem, &blk, &slotno);
+		buf = ReadBuffer(bs->index, blk);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		for (int s = 0; s < spp && g * spp + s < bs->nelems; s++)
-		{
-			int			i = g * spp + s;
-			OmenBuildElem *e = &bs->elems[i];
-			OmenSlot	slot = OmenPageGetSlot(page, bs->slotsize, s);
-			int32	   *list = BuildList(bs, i, 0);
-
-			slot->generation = 0;
-			slot->flags = OMEN_SLOT_USED | (e->nograph ? OMEN_SLOT_NOGRAPH : 0);
-			slot->level = e->level;
-			slot->segment = seg;
-			slot->n0 = list[0];
-			slot->heaptid = e->tid;
-			slot->vecblk = e->vecblk;
-			slot->vecoff = e->vecoff;
-			slot->upperblk = e->upperblk;
-			slot->upperoff = e->upperoff;
-			for (int j = 0; j < bs->maxm0; j++)
-				slot->neighbors[j] = j < list[0] ?
-					BuildElemNumber(first, spp, list[j + 1]) : OMEN_INVALID_ELEM;
-		}
+		slot = OmenPageGetSlot(BufferGetPage(buf), meta->slotsize, slotno);
+		slot->generation = 0;
+		slot->flags = OMEN_SLOT_USED | (e->nograph ? OMEN_SLOT_NOGRAPH : 0);
+		slot->level = e->level;
+		slot->segment = seg;
+		slot->n0 = list[0];
+		slot->heaptid = e->tid;
+		slot->vecblk = e->vecblk;
+		slot->vecoff = e->vecoff;
+		slot->upperblk = e->upperblk;
+		slot->upperoff = e->upperoff;
+		for (int j = 0; j < bs->maxm0; j++)
+			slot->neighbors[j] = j < list[0] ? base + pos[list[j + 1]] : OMEN_INVALID_ELEM;
 		BuildFinishPage(buf);
 	}
 
-	sd->entry = bs->entry >= 0 ? BuildElemNumber(first, spp, bs->entry) : OMEN_INVALID_ELEM;
+	sd->entry = bs->entry >= 0 ? base + pos[bs->entry] : OMEN_INVALID_ELEM;
 	sd->entrylevel = bs->entry >= 0 ? bs->maxlevel : -1;
 	sd->flags = 0;
 	sd->nelements = bs->nelems;
-	bs->nsegments++;
+	meta->nsegments++;
+	meta->nextElem = base + bs->nelems;
 	pfree(upper);
+	pfree(code);
+	pfree(pos);
+	pfree(order);
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, OMEN_PHASE_LOAD);
 }
@@ -581,7 +795,7 @@ BuildAddVector(OmenBuildState *bs, const float *v, ItemPointer tid)
 	int			i;
 
 	if (bs->nelems > 0 && bs->memused + need > bs->memlimit &&
-		bs->nsegments < OMEN_MAX_SEGMENTS - 1)
+		bs->meta.nsegments < OMEN_MAX_SEGMENTS - 1)
 	{
 		BuildWriteSegment(bs);
 		BuildResetGraph(bs);
@@ -617,6 +831,8 @@ BuildCheckDims(OmenBuildState *bs, int dims)
 	if (bs->dims == 0)
 	{
 		bs->dims = dims;
+		bs->meta.dims = dims;
+		bs->info.dims = dims;
 		return;
 	}
 	if (dims != bs->dims)
@@ -638,7 +854,7 @@ BuildCallback(Relation index, ItemPointer tid, Datum *values,
 		return;
 
 	old = MemoryContextSwitchTo(bs->tmpCtx);
-	v = OmenVectorValues(values[0], &dims);
+	v = OmenDatumValues(bs->meta.elemtype, values[0], &dims);
 	BuildCheckDims(bs, dims);
 	OmenCheckVectorValues(v, dims);
 	MemoryContextSwitchTo(old);
@@ -653,41 +869,21 @@ BuildCallback(Relation index, ItemPointer tid, Datum *values,
 static void
 OmenFillMetaPage(Page page, OmenBuildState *bs)
 {
-	OmenMetaPage meta;
-
 	OmenInitPage(page, OMEN_PAGE_META);
-	meta = OmenPageGetMeta(page);
-	memset(meta, 0, sizeof(OmenMetaPageData));
-	meta->magic = OMEN_MAGIC;
-	meta->version = OMEN_FORMAT_VERSION;
-	meta->dims = bs->dims;
-	meta->metric = bs->metric;
-	meta->elemtype = OMEN_TYPE_VECTOR;
-	meta->m = bs->m;
-	meta->ef_construction = bs->efc;
-	meta->slotsize = bs->slotsize;
-	meta->slotsperpage = bs->slotsperpage;
-	meta->graphInsertBlk = bs->lastGraphBlk;
-	meta->vectorInsertBlk = bs->lastVectorBlk;
-	meta->upperInsertBlk = bs->lastUpperBlk;
-	meta->nsegments = bs->nsegments;
-	for (int i = 0; i < OMEN_MAX_SEGMENTS; i++)
-	{
-		if (i < bs->nsegments)
-			meta->segments[i] = bs->segments[i];
-		else
-		{
-			meta->segments[i].entry = OMEN_INVALID_ELEM;
-			meta->segments[i].entrylevel = -1;
-		}
-	}
-	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(OmenMetaPageData)) - (char *) page;
+	memcpy(OmenPageGetMeta(page), &bs->meta, sizeof(OmenMetaPageData));
+	((PageHeader) page)->pd_lower =
+		((char *) OmenPageGetMeta(page) + sizeof(OmenMetaPageData)) - (char *) page;
 }
 
+/*
+ * Set up the build state and the metapage image from the reloptions and
+ * the column.  Used by ambuildempty too, with no heap.
+ */
 static void
 BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo)
 {
 	OmenOptions *opts = (OmenOptions *) index->rd_options;
+	OmenMetaPage meta = &bs->meta;
 
 	memset(bs, 0, sizeof(OmenBuildState));
 	bs->heap = heap;
@@ -700,12 +896,7 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 	bs->maxm0 = 2 * bs->m;
 	bs->ml = 1.0 / log((double) bs->m);
 	bs->slotsize = OmenSlotSize(bs->m);
-	bs->slotsperpage = Min(OMEN_MAX_SLOTS_PER_PAGE,
-						   (int) ((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) -
-								   MAXALIGN(sizeof(OmenPageOpaqueData))) / bs->slotsize));
-	bs->lastGraphBlk = InvalidBlockNumber;
-	bs->lastVectorBlk = InvalidBlockNumber;
-	bs->lastUpperBlk = InvalidBlockNumber;
+	bs->slotsperpage = OMEN_AREA_SPACE / bs->slotsize;
 
 	if (bs->efc < 2 * bs->m)
 		ereport(ERROR,
@@ -716,6 +907,53 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("column cannot have more than %d dimensions for omen index",
 						OMEN_MAX_DIM)));
+
+	meta->magic = OMEN_MAGIC;
+	meta->version = OMEN_FORMAT_VERSION;
+	meta->dims = bs->dims;
+	meta->metric = bs->metric;
+	meta->elemtype = OmenGetMetricInfo(index)->elemtype;
+	meta->m = bs->m;
+	meta->ef_construction = bs->efc;
+	meta->quantizer = opts ? opts->quantizer : OMEN_QUANT_NONE;
+	meta->vectors = opts ? opts->vectors : OMEN_VECTORS_INDEX;
+	meta->slotsize = bs->slotsize;
+	meta->slotsperpage = bs->slotsperpage;
+	meta->rotseed = (uint32) pg_prng_uint32(&pg_global_prng_state);
+	meta->centroidBlk = InvalidBlockNumber;
+	meta->nextElem = 0;
+	meta->nextents = 0;
+	meta->vectorInsertBlk = InvalidBlockNumber;
+	meta->upperInsertBlk = InvalidBlockNumber;
+	meta->nsegments = 0;
+	meta->ndirpages = 0;
+	for (int i = 0; i < OMEN_MAX_SEGMENTS; i++)
+	{
+		meta->segments[i].entry = OMEN_INVALID_ELEM;
+		meta->segments[i].entrylevel = -1;
+	}
+	OmenComputeLayout(meta);
+
+	/* what encoding needs to know */
+	bs->info.index = index;
+	bs->info.metric = bs->metric;
+	bs->info.elemtype = meta->elemtype;
+	bs->info.dims = meta->dims;
+	bs->info.m = meta->m;
+	bs->info.maxm0 = bs->maxm0;
+	bs->info.slotsize = meta->slotsize;
+	bs->info.slotsperpage = meta->slotsperpage;
+	bs->info.quantizer = meta->quantizer;
+	bs->info.vectors = meta->vectors;
+	bs->info.codesize = meta->codesize;
+	bs->info.K = meta->extentElems;
+	bs->info.C = meta->extentCodePages;
+	bs->info.G = meta->extentGraphPages;
+	bs->info.paddims = meta->paddims;
+	bs->info.rotseed = meta->rotseed;
+	bs->info.centroidBlk = InvalidBlockNumber;
+	bs->info.mcxt = CurrentMemoryContext;
+	bs->info.dircache = palloc0(sizeof(BlockNumber *) * OMEN_MAX_DIR_PAGES);
 }
 
 IndexBuildResult *
@@ -762,7 +1000,7 @@ omenbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 										  BuildCallback, (void *) &bs, NULL);
 
 	/* the last (or only) segment; an empty index still gets segment 0 */
-	if (bs.nelems > 0 || bs.nsegments == 0)
+	if (bs.nelems > 0 || bs.meta.nsegments == 0)
 		BuildWriteSegment(&bs);
 
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
@@ -793,9 +1031,7 @@ omenbuildempty(Relation index)
 	Page		page;
 
 	BuildInitState(&bs, NULL, index, NULL);
-	bs.nsegments = 1;
-	bs.segments[0].entry = OMEN_INVALID_ELEM;
-	bs.segments[0].entrylevel = -1;
+	bs.meta.nsegments = 1;
 
 	page = (Page) palloc(BLCKSZ);
 	OmenFillMetaPage(page, &bs);

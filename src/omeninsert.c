@@ -43,7 +43,6 @@
 /* Which insert hint of the metapage */
 typedef enum OmenHint
 {
-	OMEN_HINT_GRAPH,
 	OMEN_HINT_VECTOR,
 	OMEN_HINT_UPPER
 } OmenHint;
@@ -70,9 +69,7 @@ OmenSetHint(Relation index, OmenHint hint, BlockNumber blk)
 	page = GenericXLogRegisterBuffer(state, buf, 0);
 	OmenCheckPage(index, page, OMEN_METAPAGE_BLKNO, OMEN_PAGE_META);
 	meta = OmenPageGetMeta(page);
-	if (hint == OMEN_HINT_GRAPH)
-		meta->graphInsertBlk = blk;
-	else if (hint == OMEN_HINT_VECTOR)
+	if (hint == OMEN_HINT_VECTOR)
 		meta->vectorInsertBlk = blk;
 	else
 		meta->upperInsertBlk = blk;
@@ -187,79 +184,214 @@ OmenFillSlot(OmenSlot slot, OmenIndexInfo *info, uint32 generation, int level, i
 }
 
 /*
- * Find a free slot, on the hinted graph page or a new one, and write the
- * element into it.  One WAL record (plus one for the hint).
+ * Add a new extent: allocate its pages, consecutive, under the relation
+ * extension lock; initialize them, a WAL record per four pages; then make
+ * the directory point to it.  The caller holds the metapage exclusively
+ * (meta is its page) and logs the metapage change itself.  A crash before
+ * the directory entry leaves pages nobody references.
  */
-static OmenElem
-OmenWriteSlot(Relation index, OmenIndexInfo *info, OmenMetaPage meta, int level,
-			  int segment, bool nograph, ItemPointer tid,
-			  BlockNumber vecblk, OffsetNumber vecoff,
-			  BlockNumber upperblk, OffsetNumber upperoff, const OmenNewLinks *links)
+static void
+OmenAddExtent(Relation index, OmenMetaPage meta, bool *newdir, BlockNumber *dirblk)
 {
-	BlockNumber blk = meta->graphInsertBlk;
+	uint32		x = meta->nextents;
+	int			npages = meta->extentCodePages + meta->extentGraphPages;
+	Buffer	   *bufs = palloc(sizeof(Buffer) * npages);
+	bool		needLock = !RELATION_IS_LOCAL(index);
+	BlockNumber start;
 	GenericXLogState *state;
-	Buffer		buf;
+	Buffer		dbuf;
 	Page		page;
 
-	if (blk != InvalidBlockNumber)
-	{
-		buf = ReadBuffer(index, blk);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
-		for (int s = 0; s < OmenPageGetOpaque(page)->nslots; s++)
-		{
-			OmenSlot	slot = OmenPageGetSlot(page, info->slotsize, s);
+	if (x / OMEN_DIR_ENTRIES >= OMEN_MAX_DIR_PAGES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index \"%s\" has too many elements", RelationGetRelationName(index))));
 
-			if (slot->flags & OMEN_SLOT_USED)
-				continue;
-			state = GenericXLogStart(index);
-			page = GenericXLogRegisterBuffer(state, buf, 0);
-			slot = OmenPageGetSlot(page, info->slotsize, s);
-			OmenFillSlot(slot, info, slot->generation + 1, level, segment, nograph, tid,
-						 vecblk, vecoff, upperblk, upperoff, links);
-			GenericXLogFinish(state);
-			UnlockReleaseBuffer(buf);
-			return OmenElemMake(blk, s);
+	if (needLock)
+		LockRelationForExtension(index, ExclusiveLock);
+	for (int p = 0; p < npages; p++)
+		bufs[p] = ReadBufferExtended(index, MAIN_FORKNUM, P_NEW, RBM_NORMAL, NULL);
+	if (needLock)
+		UnlockRelationForExtension(index, ExclusiveLock);
+	start = BufferGetBlockNumber(bufs[0]);
+	for (int p = 1; p < npages; p++)
+		if (BufferGetBlockNumber(bufs[p]) != start + p)
+			elog(ERROR, "omen extent pages are not consecutive in \"%s\"",
+				 RelationGetRelationName(index));
+	if (start + npages > MaxBlockNumber - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index \"%s\" is too large", RelationGetRelationName(index))));
+
+	for (int p = 0; p < npages; p += MAX_GENERIC_XLOG_PAGES)
+	{
+		state = GenericXLogStart(index);
+		for (int q = p; q < Min(npages, p + MAX_GENERIC_XLOG_PAGES); q++)
+		{
+			LockBuffer(bufs[q], BUFFER_LOCK_EXCLUSIVE);
+			page = GenericXLogRegisterBuffer(state, bufs[q], GENERIC_XLOG_FULL_IMAGE);
+			if (q < meta->extentCodePages)
+				OmenInitAreaPage(page, OMEN_PAGE_CODE);
+			else
+			{
+				int			g = q - meta->extentCodePages;
+				int			nslots = Min(meta->slotsperpage,
+										 meta->extentElems - g * meta->slotsperpage);
+
+				OmenInitPage(page, OMEN_PAGE_GRAPH);
+				OmenPageGetOpaque(page)->nslots = nslots;
+				memset(PageGetContents(page), 0, nslots * meta->slotsize);
+				((PageHeader) page)->pd_lower += nslots * meta->slotsize;
+			}
 		}
-		UnlockReleaseBuffer(buf);
+		GenericXLogFinish(state);
+		for (int q = p; q < Min(npages, p + MAX_GENERIC_XLOG_PAGES); q++)
+			UnlockReleaseBuffer(bufs[q]);
 	}
 
-	buf = OmenNewBuffer(index, MAIN_FORKNUM);
-	blk = BufferGetBlockNumber(buf);
+	/* the directory entry */
+	*newdir = x % OMEN_DIR_ENTRIES == 0;
+	if (*newdir)
+		dbuf = OmenNewBuffer(index, MAIN_FORKNUM);
+	else
+	{
+		dbuf = ReadBuffer(index, meta->dirpages[x / OMEN_DIR_ENTRIES]);
+		LockBuffer(dbuf, BUFFER_LOCK_EXCLUSIVE);
+	}
 	state = GenericXLogStart(index);
-	page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
-	OmenInitPage(page, OMEN_PAGE_GRAPH);
-	OmenPageGetOpaque(page)->nslots = info->slotsperpage;
-	((PageHeader) page)->pd_lower += info->slotsperpage * info->slotsize;
-	OmenFillSlot(OmenPageGetSlot(page, info->slotsize, 0), info, 1, level, segment, nograph,
-				 tid, vecblk, vecoff, upperblk, upperoff, links);
+	page = GenericXLogRegisterBuffer(state, dbuf, *newdir ? GENERIC_XLOG_FULL_IMAGE : 0);
+	if (*newdir)
+		OmenInitAreaPage(page, OMEN_PAGE_DIR);
+	else
+		OmenCheckPage(index, page, BufferGetBlockNumber(dbuf), OMEN_PAGE_DIR);
+	((BlockNumber *) PageGetContents(page))[x % OMEN_DIR_ENTRIES] = start;
 	GenericXLogFinish(state);
-	UnlockReleaseBuffer(buf);
-	OmenSetHint(index, OMEN_HINT_GRAPH, blk);
-	return OmenElemMake(blk, 0);
-}
-
-static int
-OmenCandCmpDist(const void *a, const void *b)
-{
-	const OmenCand *x = a;
-	const OmenCand *y = b;
-
-	if (OmenDistLess(x->dist, y->dist))
-		return -1;
-	if (OmenDistLess(y->dist, x->dist))
-		return 1;
-	return (x->elem > y->elem) - (x->elem < y->elem);
+	*dirblk = BufferGetBlockNumber(dbuf);
+	UnlockReleaseBuffer(dbuf);
+	pfree(bufs);
 }
 
 /*
- * Choose among candidates (sorted, with distances to base) with the
- * heuristic; reads their vectors.  Writes the chosen to out/outdist.
+ * Take the next element number, adding an extent when it starts a new
+ * one.  Holds the metapage exclusively for the time of the allocation;
+ * the metapage is always locked before any other page.
+ */
+static OmenElem
+OmenAllocElement(Relation index, OmenIndexInfo *info)
+{
+	Buffer		buf = ReadBuffer(index, OMEN_METAPAGE_BLKNO);
+	GenericXLogState *state;
+	OmenMetaPage meta;
+	Page		page;
+	OmenElem	e;
+	bool		newdir = false;
+	BlockNumber dirblk = InvalidBlockNumber;
+	bool		newextent;
+
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	meta = OmenPageGetMeta(BufferGetPage(buf));
+	OmenCheckMetaPage(index, meta);
+	e = meta->nextElem;
+	if (e >= OMEN_MAX_ELEMS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index \"%s\" has too many elements", RelationGetRelationName(index))));
+	newextent = e / meta->extentElems >= meta->nextents;
+	if (newextent)
+		OmenAddExtent(index, meta, &newdir, &dirblk);
+
+	state = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(state, buf, 0);
+	meta = OmenPageGetMeta(page);
+	meta->nextElem = e + 1;
+	if (newextent)
+	{
+		meta->nextents++;
+		if (newdir)
+			meta->dirpages[meta->ndirpages++] = dirblk;
+	}
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+	return e;
+}
+
+/*
+ * Write a new element's code and slot.  The code goes first (in records
+ * of its own if it spans more than three pages), then one record with the
+ * last code page(s) and the slot: the element exists from then on.
+ */
+static void
+OmenWriteElement(Relation index, OmenIndexInfo *info, OmenElem e, const uint8 *code,
+				 const OmenSlot slotimage)
+{
+	OmenCodeLoc loc = OmenElemCodeLoc(info, e);
+	int			npages = (loc.off + info->codesize + OMEN_AREA_SPACE - 1) / OMEN_AREA_SPACE;
+	BlockNumber slotblk;
+	int			slotno;
+	int			done = 0;
+	int			p = 0;
+
+	OmenElemSlotLoc(info, e, &slotblk, &slotno);
+	while (p < npages)
+	{
+		GenericXLogState *state = GenericXLogStart(index);
+		Buffer		bufs[MAX_GENERIC_XLOG_PAGES];
+		int			nbufs = 0;
+		bool		last = npages - p <= MAX_GENERIC_XLOG_PAGES - 1;
+
+		while (p < npages && nbufs < (last ? MAX_GENERIC_XLOG_PAGES - 1 : MAX_GENERIC_XLOG_PAGES))
+		{
+			BlockNumber blk = loc.blk + p;
+			int			off = p == 0 ? loc.off : 0;
+			int			n = Min(info->codesize - done, OMEN_AREA_SPACE - off);
+			Page		page;
+
+			bufs[nbufs] = ReadBuffer(index, blk);
+			LockBuffer(bufs[nbufs], BUFFER_LOCK_EXCLUSIVE);
+			page = GenericXLogRegisterBuffer(state, bufs[nbufs], 0);
+			OmenCheckPage(index, page, blk, OMEN_PAGE_CODE);
+			memcpy(PageGetContents(page) + off, code + done, n);
+			done += n;
+			nbufs++;
+			p++;
+		}
+		if (last)
+		{
+			Page		page;
+			OmenSlot	slot;
+
+			bufs[nbufs] = ReadBuffer(index, slotblk);
+			LockBuffer(bufs[nbufs], BUFFER_LOCK_EXCLUSIVE);
+			page = GenericXLogRegisterBuffer(state, bufs[nbufs], 0);
+			OmenCheckPage(index, page, slotblk, OMEN_PAGE_GRAPH);
+			if (slotno >= OmenPageGetOpaque(page)->nslots)
+				elog(ERROR, "invalid slot for element %u in \"%s\"", e,
+					 RelationGetRelationName(index));
+			slot = OmenPageGetSlot(page, info->slotsize, slotno);
+			if (slot->flags & OMEN_SLOT_USED)
+				ereport(ERROR,
+						(errcode(ERRCODE_INDEX_CORRUPTED),
+						 errmsg("index \"%s\" allocated element %u twice",
+								RelationGetRelationName(index), e)));
+			slotimage->generation = slot->generation + 1;
+			memcpy(slot, slotimage, info->slotsize);
+			nbufs++;
+		}
+		GenericXLogFinish(state);
+		for (int i = 0; i < nbufs; i++)
+			UnlockReleaseBuffer(bufs[i]);
+	}
+}
+
+/*
+ * Choose among candidates with the heuristic.  Their vectors are read (or
+ * decoded from their codes), and their distances to the base recomputed
+ * from them, so that the choice does not depend on code estimates.
+ * Writes the chosen to out/outdist, by increasing distance.
  */
 static int
-OmenSelectFromCands(OmenReader *r, OmenCand *cands, int ncand, int maxkeep,
-					OmenElem *out, float *outdist)
+OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands, int ncand,
+					int maxkeep, OmenElem *out, float *outdist)
 {
 	OmenIndexInfo *info = r->info;
 	const float **cvec = palloc(sizeof(float *) * ncand);
@@ -276,11 +408,34 @@ OmenSelectFromCands(OmenReader *r, OmenCand *cands, int ncand, int maxkeep,
 		if (!OmenReadSlot(r, cands[i].elem, slot) ||
 			(slot->flags & (OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)))
 			continue;
-		cands[n] = cands[i];
-		cdist[n] = cands[i].dist;
-		cvec[n] = OmenSlotVector(r, slot, vecs + (Size) info->dims * n, &cnorm[n]);
+		cvec[n] = OmenSlotVector(r, cands[i].elem, slot, vecs + (Size) info->dims * n, &cnorm[n]);
+		cands[n].elem = cands[i].elem;
+		cands[n].dist = OmenDistance(info->metric, base, cvec[n], cnorm[n], info->dims);
 		n++;
 	}
+
+	/* sort by the exact distances, keeping vectors with their candidates */
+	for (int i = 1; i < n; i++)
+	{
+		OmenCand	c = cands[i];
+		const float *v = cvec[i];
+		float		nn = cnorm[i];
+		int			j = i - 1;
+
+		while (j >= 0 && OmenDistLess(c.dist, cands[j].dist))
+		{
+			cands[j + 1] = cands[j];
+			cvec[j + 1] = cvec[j];
+			cnorm[j + 1] = cnorm[j];
+			j--;
+		}
+		cands[j + 1] = c;
+		cvec[j + 1] = v;
+		cnorm[j + 1] = nn;
+	}
+	for (int i = 0; i < n; i++)
+		cdist[i] = cands[i].dist;
+
 	nkeep = OmenSelectNeighbors(info->metric, info->dims, n, cdist, cvec, cnorm, maxkeep, keep);
 	for (int i = 0; i < nkeep; i++)
 	{
@@ -301,7 +456,7 @@ OmenSelectFromCands(OmenReader *r, OmenCand *cands, int ncand, int maxkeep,
  * its own.
  */
 static void
-OmenFindNeighbors(OmenReader *r, const OmenQuery *q, OmenElem entry, int entrylevel,
+OmenFindNeighbors(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int entrylevel,
 				  int level, OmenNewLinks *links)
 {
 	OmenIndexInfo *info = r->info;
@@ -335,7 +490,6 @@ OmenFindNeighbors(OmenReader *r, const OmenQuery *q, OmenElem entry, int entryle
 		if (ncand == 0)
 		{
 			/* everything near is deleted: keep going down from the entry */
-			cands = repalloc(cands, sizeof(OmenCand));
 			cands[0].elem = ep;
 			cands[0].dist = 0;
 			ncand = 1;
@@ -345,8 +499,7 @@ OmenFindNeighbors(OmenReader *r, const OmenQuery *q, OmenElem entry, int entryle
 			OmenCand   *copy = palloc(sizeof(OmenCand) * ncand);
 
 			memcpy(copy, cands, sizeof(OmenCand) * ncand);
-			qsort(copy, ncand, sizeof(OmenCand), OmenCandCmpDist);
-			links->n[l] = OmenSelectFromCands(r, copy, ncand, maxkeep,
+			links->n[l] = OmenSelectFromCands(r, &q->q, copy, ncand, maxkeep,
 											  links->elems[l], links->dists[l]);
 			pfree(copy);
 		}
@@ -369,12 +522,16 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 	OmenSlot	slot = palloc(info->slotsize);
 	OmenElem   *old = palloc(sizeof(OmenElem) * (cap + 1));
 	OmenElem   *newlist = palloc(sizeof(OmenElem) * (cap + 1));
+	float	   *dists = palloc(sizeof(float) * (cap + 1));
+	OmenCand   *cands = palloc(sizeof(OmenCand) * (cap + 1));
+	float	   *nvec = palloc(sizeof(float) * info->dims);
 
 	for (int attempt = 0; attempt < OMEN_LINK_RETRIES; attempt++)
 	{
 		int			nold;
 		int			nnew;
 		BlockNumber blk;
+		int			slotno;
 		Buffer		buf;
 		Page		page;
 		GenericXLogState *state;
@@ -395,42 +552,37 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		else
 		{
 			/* full: let the heuristic choose among old and new */
-			OmenCand   *cands = palloc(sizeof(OmenCand) * (nold + 1));
 			OmenQuery	nq;
-			float		nnorm;
-			float	   *nvec = palloc(sizeof(float) * info->dims);
-			float	   *dists = palloc(sizeof(float) * (cap + 1));
-			OmenSlot	other = palloc(info->slotsize);
 			int			ncand = 0;
 			bool		haveq = false;
 
-			nq.values = OmenSlotVector(r, slot, nvec, &nnorm);
-			nq.norm = nnorm;
+			nq.values = OmenSlotVector(r, n, slot, nvec, &nq.norm);
 			for (int i = 0; i < nold; i++)
 			{
-				if (old[i] == OMEN_INVALID_ELEM || !OmenReadSlot(r, old[i], other))
+				if (old[i] == OMEN_INVALID_ELEM)
 					continue;
 				cands[ncand].elem = old[i];
-				cands[ncand].dist = OmenSlotDistance(r, other, &nq);
+				cands[ncand].dist = 0;
 				ncand++;
 			}
 			cands[ncand].elem = q;
 			cands[ncand].dist = dist;
 			ncand++;
-			qsort(cands, ncand, sizeof(OmenCand), OmenCandCmpDist);
-			nnew = OmenSelectFromCands(r, cands, ncand, cap, newlist, dists);
+			nnew = OmenSelectFromCands(r, &nq, cands, ncand, cap, newlist, dists);
 			for (int i = 0; i < nnew; i++)
 				haveq |= newlist[i] == q;
-			pfree(cands);
-			pfree(nvec);
-			pfree(dists);
-			pfree(other);
 			if (!haveq)
 				break;			/* the new element did not make the cut */
 		}
 
 		/* write it, if the list is still what we read */
-		blk = level == 0 ? OmenElemBlock(n) : slot->upperblk;
+		if (level == 0)
+			OmenElemSlotLoc(info, n, &blk, &slotno);
+		else
+		{
+			blk = slot->upperblk;
+			slotno = -1;
+		}
 		buf = ReadBuffer(index, blk);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 		state = GenericXLogStart(index);
@@ -438,9 +590,9 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		if (level == 0)
 		{
 			OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
-			if (OmenElemSlot(n) >= OmenPageGetOpaque(page)->nslots)
+			if (slotno >= OmenPageGetOpaque(page)->nslots)
 				elog(ERROR, "invalid element %u in index \"%s\"", n, RelationGetRelationName(index));
-			pslot = OmenPageGetSlot(page, info->slotsize, OmenElemSlot(n));
+			pslot = OmenPageGetSlot(page, info->slotsize, slotno);
 			if (pslot->generation != slot->generation || !(pslot->flags & OMEN_SLOT_USED) ||
 				pslot->n0 != nold || memcmp(pslot->neighbors, old, sizeof(OmenElem) * nold) != 0)
 			{
@@ -478,6 +630,9 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 	pfree(slot);
 	pfree(old);
 	pfree(newlist);
+	pfree(dists);
+	pfree(cands);
+	pfree(nvec);
 }
 
 /*
@@ -494,6 +649,7 @@ OmenUpdateEntry(Relation index, int segment, OmenElem q, int level)
 	Page		page;
 
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	OmenCheckPage(index, BufferGetPage(buf), OMEN_METAPAGE_BLKNO, OMEN_PAGE_META);
 	meta = OmenPageGetMeta(BufferGetPage(buf));
 	if (meta->segments[segment].entry == OMEN_INVALID_ELEM ||
 		meta->segments[segment].entrylevel < level)
@@ -512,7 +668,8 @@ OmenUpdateEntry(Relation index, int segment, OmenElem q, int level)
 
 /*
  * Set the metapage's dimensions from the first vector of an index whose
- * column has no typmod, or check against them.
+ * column has no typmod, or check against them.  The layout of the codes
+ * depends on the dimensions, so it is fixed at the same time.
  */
 static void
 OmenSetDims(Relation index, OmenMetaPageData *meta, int dims)
@@ -530,11 +687,12 @@ OmenSetDims(Relation index, OmenMetaPageData *meta, int dims)
 		if (OmenPageGetMeta(page)->dims == 0)
 		{
 			OmenPageGetMeta(page)->dims = dims;
+			OmenComputeLayout(OmenPageGetMeta(page));
 			GenericXLogFinish(state);
 		}
 		else
 			GenericXLogAbort(state);
-		meta->dims = OmenPageGetMeta(BufferGetPage(buf))->dims;
+		memcpy(meta, OmenPageGetMeta(BufferGetPage(buf)), sizeof(OmenMetaPageData));
 		UnlockReleaseBuffer(buf);
 	}
 	if (meta->dims != dims)
@@ -578,27 +736,28 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 	OmenMetaPageData meta;
 	OmenIndexInfo info;
 	OmenReader	reader;
-	OmenQuery	q;
+	OmenQueryPrep q;
 	OmenNewLinks links;
 	int			level;
 	int			segment;
 	bool		nograph;
-	BlockNumber vecblk,
+	BlockNumber vecblk = InvalidBlockNumber,
 				upperblk;
-	OffsetNumber vecoff,
+	OffsetNumber vecoff = InvalidOffsetNumber,
 				upperoff;
 	OmenElem	elem;
 	bool		firstlock = false;
 	OmenSegmentData seg;
+	uint8	   *code;
+	OmenSlot	slot;
 
 	OmenReadMetaPage(index, &meta);
 	OmenSetDims(index, &meta, dims);
 	OmenInitIndexInfo(&info, index, &meta);
 
-	q.values = v;
-	q.norm = OmenNorm(v, dims);
+	OmenPrepareQuery(&info, v, &q);
 	level = OmenRandomLevel(info.ml);
-	nograph = info.metric == OMEN_METRIC_COSINE && q.norm == 0;
+	nograph = info.metric == OMEN_METRIC_COSINE && q.q.norm == 0;
 	segment = Max(meta.nsegments, 1) - 1;
 	seg = meta.segments[segment];
 
@@ -632,17 +791,24 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 	OmenReaderInit(&reader, &info);
 	if (!nograph && seg.entry != OMEN_INVALID_ELEM)
 		OmenFindNeighbors(&reader, &q, seg.entry, seg.entrylevel, level, &links);
+	OmenReaderRelease(&reader);
 
-	OmenWriteVector(index, &meta, v, q.norm, &vecblk, &vecoff);
+	if (info.quantizer != OMEN_QUANT_NONE && info.vectors == OMEN_VECTORS_INDEX)
+		OmenWriteVector(index, &meta, v, q.q.norm, &vecblk, &vecoff);
 	OmenWriteUpper(index, &info, &meta, level, &links, &upperblk, &upperoff);
-	elem = OmenWriteSlot(index, &info, &meta, level, segment, nograph, tid,
-						 vecblk, vecoff, upperblk, upperoff, &links);
+
+	elem = OmenAllocElement(index, &info);
+	code = palloc(info.codesize);
+	OmenEncode(&info, v, q.q.norm, code);
+	slot = palloc(info.slotsize);
+	OmenFillSlot(slot, &info, 0, level, segment, nograph, tid, vecblk, vecoff,
+				 upperblk, upperoff, &links);
+	OmenWriteElement(index, &info, elem, code, slot);
 
 	if (firstlock)
 	{
 		OmenUpdateEntry(index, segment, elem, level);
 		UnlockPage(index, OMEN_METAPAGE_BLKNO, ExclusiveLock);
-		OmenReaderRelease(&reader);
 		return;
 	}
 
@@ -675,7 +841,7 @@ omeninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 
 	ctx = AllocSetContextCreate(CurrentMemoryContext, "omen insert", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(ctx);
-	v = OmenVectorValues(values[0], &dims);
+	v = OmenDatumValues(OmenGetMetricInfo(index)->elemtype, values[0], &dims);
 	OmenCheckVectorValues(v, dims);
 	OmenInsertVector(index, v, dims, heap_tid);
 	MemoryContextSwitchTo(old);

@@ -3,19 +3,19 @@
  * omenscan.c
  *	  Ordered index scans for omen: ORDER BY vector <op> constant.
  *
- * An index scan never learns the query's LIMIT, so the scan is resumable:
- * it first searches every segment with ef = omen.ef_search and returns
- * what it found in order of distance; when the executor asks for more, it
- * continues each segment's search from where it stopped with twice the ef,
- * and so on until the graphs are exhausted.  Elements no graph search
- * reached (and zero vectors under cosine, which are not linked into the
- * graph) are then found by a sweep over the graph pages, so that a scan
- * drained to the end returns every row.
+ * An index scan never learns the query's LIMIT, so the scan is resumable.
+ * It searches every segment's graph on codes with ef = omen.ef_search,
+ * re-ranks the best candidates with exact distances and returns them in
+ * that order; when the executor asks for more, each segment's search goes
+ * on from where it stopped with twice the ef, and so on until the graphs
+ * are exhausted.  Elements no graph search reached (and zero vectors under
+ * cosine, which are not linked) are then found by a sweep over the graph
+ * pages, so that a scan drained to the end returns every row but those it
+ * had to drop to keep the order.
  *
- * Rows come out in non-decreasing distance: a row found after a farther
- * one has been returned is dropped rather than returned out of order.
- * Distances are exact (computed on the full vectors), so this only ever
- * drops rows that an approximate search found late.
+ * Rows come out in non-decreasing exact distance: a row found after a
+ * farther one has been returned is dropped rather than returned out of
+ * order (omen_last_scan() counts them).
  *
  * IDENTIFICATION
  *	  src/omenscan.c
@@ -24,21 +24,35 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/relscan.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "omen.h"
 #include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+
+/* A candidate re-ranked and ready to be returned */
+typedef struct OmenScanItem
+{
+	float		dist;			/* exact */
+	OmenElem	elem;
+	ItemPointerData tid;
+} OmenScanItem;
 
 /* The search state of one segment */
 typedef struct OmenSegScan
 {
 	OmenLayerSearch s;
 	int			ef;
-	OmenCand   *batch;			/* found, not yet returned, sorted */
+	OmenScanItem *batch;		/* re-ranked, not yet returned, sorted */
 	int			nbatch;
 	int			pos;
+	bool		started;
 	bool		exhausted;
 } OmenSegScan;
 
@@ -58,23 +72,24 @@ typedef struct OmenScanOpaqueData
 	OmenIndexInfo info;
 	OmenReader	reader;
 	bool		nullquery;
-	OmenQuery	q;
+	OmenQueryPrep qp;
 	int			nsegs;
 	OmenSegScan *segs;
 	float		lastdist;
 	bool		havelast;
 	/* sweep */
-	OmenHeap	sweep;			/* min-heap of leftovers, by distance */
-	OmenCand   *sweepnull;		/* leftovers in physical order (NULL query) */
-	int			nsweepnull;
+	OmenScanItem *sweep;		/* leftovers, sorted (or physical order) */
+	int			nsweep;
 	int			sweeppos;
+	bool		swept;
 	IndexTuple	nulltup;		/* for index-only scans; see omengettuple */
-	/* statistics */
-	uint64		dropped;
-	uint64		returned;
+	OmenScanStats stats;
 } OmenScanOpaqueData;
 
 typedef OmenScanOpaqueData *OmenScanOpaque;
+
+/* What the last scan in this backend did, for omen_last_scan() */
+static OmenScanStats omen_last_stats;
 
 IndexScanDesc
 omenbeginscan(Relation index, int nkeys, int norderbys)
@@ -88,13 +103,25 @@ omenbeginscan(Relation index, int nkeys, int norderbys)
 	return scan;
 }
 
+/* Publish a scan's statistics as "the last scan" */
+static void
+OmenScanPublishStats(OmenScanOpaque so)
+{
+	if (so->phase == OMEN_SCAN_START)
+		return;
+	so->stats.pages = so->reader.pages;
+	so->stats.codedists = so->reader.codedists;
+	so->stats.exactdists = so->reader.distances;
+	so->stats.expanded = so->reader.expanded;
+	omen_last_stats = so->stats;
+}
+
 void
 omenrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int norderbys)
 {
 	OmenScanOpaque so = (OmenScanOpaque) scan->opaque;
 
-	if (so->phase != OMEN_SCAN_START && so->phase != OMEN_SCAN_DONE)
-		OmenReaderRelease(&so->reader);
+	OmenScanPublishStats(so);
 	MemoryContextReset(so->ctx);
 	so->phase = OMEN_SCAN_START;
 
@@ -105,22 +132,26 @@ omenrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int no
 }
 
 /*
- * Start the scan: read the metapage, take the query vector, and run the
- * first round of every segment's search.
+ * Start the scan: read the metapage, take the query vector, and enter
+ * every segment's graph.
  */
 static void
 OmenScanStart(IndexScanDesc scan)
 {
 	OmenScanOpaque so = (OmenScanOpaque) scan->opaque;
 	Relation	index = scan->indexRelation;
+	const float *values;
 	int			dims;
 
 	OmenReadMetaPage(index, &so->meta);
 	OmenInitIndexInfo(&so->info, index, &so->meta);
 	OmenReaderInit(&so->reader, &so->info);
 	so->havelast = false;
+	so->swept = false;
 	so->nsegs = so->meta.nsegments;
 	so->segs = palloc0(sizeof(OmenSegScan) * Max(so->nsegs, 1));
+	memset(&so->stats, 0, sizeof(OmenScanStats));
+	so->stats.segments = so->nsegs;
 
 	/*
 	 * Without an ORDER BY value (ORDER BY v <-> NULL, or a plan that scans
@@ -129,7 +160,7 @@ OmenScanStart(IndexScanDesc scan)
 	 */
 	so->nullquery = scan->numberOfOrderBys == 0 ||
 		(scan->orderByData[0].sk_flags & SK_ISNULL) != 0;
-	if (so->meta.dims == 0)
+	if (so->meta.dims == 0 || so->meta.nextElem == 0)
 	{
 		/* no vector was ever indexed */
 		so->phase = OMEN_SCAN_DONE;
@@ -141,14 +172,12 @@ OmenScanStart(IndexScanDesc scan)
 		return;
 	}
 
-	so->q.values = OmenVectorValues(scan->orderByData[0].sk_argument, &dims);
+	values = OmenQueryValues(&so->info, scan->orderByData[0].sk_argument, &dims);
 	if (dims != so->meta.dims)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different vector dimensions %d and %d", so->meta.dims, dims)));
-	/* copy: the argument may be freed before the scan ends */
-	so->q.values = memcpy(palloc(sizeof(float) * dims), so->q.values, sizeof(float) * dims);
-	so->q.norm = OmenNorm(so->q.values, dims);
+	OmenPrepareQuery(&so->info, values, &so->qp);
 
 	for (int i = 0; i < so->nsegs; i++)
 	{
@@ -164,10 +193,108 @@ OmenScanStart(IndexScanDesc scan)
 			ss->exhausted = true;
 			continue;
 		}
-		ep = OmenDescend(&so->reader, &so->q, sd->entry, sd->entrylevel, 0);
-		OmenLayerAddEntry(&ss->s, &so->reader, &so->q, ep);
+		ep = OmenDescend(&so->reader, &so->qp, sd->entry, sd->entrylevel, 0);
+		OmenLayerAddEntry(&ss->s, &so->reader, &so->qp, ep);
 	}
 	so->phase = OMEN_SCAN_GRAPH;
+}
+
+static int
+OmenScanItemCmp(const void *a, const void *b)
+{
+	const OmenScanItem *x = a;
+	const OmenScanItem *y = b;
+
+	if (OmenDistLess(x->dist, y->dist))
+		return -1;
+	if (OmenDistLess(y->dist, x->dist))
+		return 1;
+	return (x->elem > y->elem) - (x->elem < y->elem);
+}
+
+static int
+OmenCandCmp(const void *a, const void *b)
+{
+	const OmenCand *x = a;
+	const OmenCand *y = b;
+
+	if (OmenDistLess(x->dist, y->dist))
+		return -1;
+	if (OmenDistLess(y->dist, x->dist))
+		return 1;
+	return (x->elem > y->elem) - (x->elem < y->elem);
+}
+
+/*
+ * Re-rank a segment's best candidates not yet handed out: the current best
+ * ef (W), plus, for a quantized index, the next best by code distance
+ * found on the way (D) up to ef * omen.rerank_factor in all.  Their exact
+ * distances order the batch.
+ */
+static void
+OmenSegRerank(OmenScanOpaque so, OmenSegScan *ss)
+{
+	OmenLayerSearch *s = &ss->s;
+	int			ncand = 0;
+	int			want = s->W.n;
+	OmenCand   *cands;
+	OmenSlot	slot = so->reader.slot;
+
+	if (so->info.quantizer != OMEN_QUANT_NONE)
+		want = (int) Min((double) (INT_MAX / 2), ceil(ss->ef * omen_rerank_factor));
+	cands = palloc(sizeof(OmenCand) * Max(Max(want, s->W.n), 1));
+
+	/* W is small: sort it; then the best of D, from a copy of its heap */
+	memcpy(cands, s->W.items, sizeof(OmenCand) * s->W.n);
+	ncand = s->W.n;
+	qsort(cands, ncand, sizeof(OmenCand), OmenCandCmp);
+	if (want > ncand && s->D.n > 0)
+	{
+		OmenHeap	d;
+
+		d.n = s->D.n;
+		d.cap = s->D.n;
+		d.ismax = false;
+		d.items = palloc(sizeof(OmenCand) * d.n);
+		memcpy(d.items, s->D.items, sizeof(OmenCand) * d.n);
+		while (ncand < want && d.n > 0)
+		{
+			OmenCand	c = OmenHeapPop(&d);
+			uint8	   *flags = OmenLayerFlags(s, c.elem);
+
+			if (flags && !(*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
+				cands[ncand++] = c;
+		}
+		pfree(d.items);
+	}
+
+	ss->batch = palloc(sizeof(OmenScanItem) * Max(ncand, 1));
+	ss->nbatch = 0;
+	ss->pos = 0;
+	for (int i = 0, taken = 0; i < ncand && taken < want; i++)
+	{
+		uint8	   *flags = OmenLayerFlags(s, cands[i].elem);
+		OmenScanItem *item;
+
+		if (flags == NULL || (*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
+			continue;
+		*flags |= OMEN_VISIT_EMITTED;
+		taken++;
+		if (!OmenReadSlot(&so->reader, cands[i].elem, slot) || (slot->flags & OMEN_SLOT_DELETED))
+			continue;
+		item = &ss->batch[ss->nbatch++];
+		item->elem = cands[i].elem;
+		item->tid = slot->heaptid;
+		if (so->info.quantizer == OMEN_QUANT_NONE)
+			item->dist = cands[i].dist;
+		else
+		{
+			item->dist = OmenExactDistance(&so->reader, cands[i].elem, slot, &so->qp);
+			so->stats.reranked++;
+		}
+	}
+	qsort(ss->batch, ss->nbatch, sizeof(OmenScanItem), OmenScanItemCmp);
+	pfree(cands);
 }
 
 /*
@@ -179,9 +306,7 @@ OmenSegFill(OmenScanOpaque so, OmenSegScan *ss)
 {
 	while (!ss->exhausted && ss->pos >= ss->nbatch)
 	{
-		int			n;
-
-		if (ss->batch != NULL)
+		if (ss->started)
 		{
 			/* the last round's results are used up: widen the search */
 			if (ss->s.C.n == 0 && ss->s.D.n == 0)
@@ -191,26 +316,34 @@ OmenSegFill(OmenScanOpaque so, OmenSegScan *ss)
 			}
 			ss->ef = (ss->ef > INT_MAX / 2) ? INT_MAX : ss->ef * 2;
 			pfree(ss->batch);
+			so->stats.rounds++;
 		}
-		OmenLayerRun(&ss->s, &so->reader, &so->q, ss->ef);
-		ss->batch = palloc(sizeof(OmenCand) * Max(ss->s.W.n, 1));
-		n = OmenLayerResults(&ss->s, ss->batch);
+		ss->started = true;
+		OmenLayerRun(&ss->s, &so->reader, &so->qp, ss->ef);
+		OmenSegRerank(so, ss);
 
-		/* keep what was not returned yet */
-		ss->nbatch = 0;
-		ss->pos = 0;
-		for (int i = 0; i < n; i++)
+		/*
+		 * A round that found nothing new, with the frontier empty, ends the
+		 * segment; one that found nothing but has a frontier widens again.
+		 */
+		if (ss->nbatch == 0 && ss->s.C.n == 0)
 		{
-			uint8	   *flags = OmenLayerFlags(&ss->s, ss->batch[i].elem);
+			bool		left = false;
 
-			if (flags && !(*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
-				ss->batch[ss->nbatch++] = ss->batch[i];
+			for (int i = 0; i < ss->s.D.n && !left; i++)
+			{
+				uint8	   *flags = OmenLayerFlags(&ss->s, ss->s.D.items[i].elem);
+
+				left = flags && !(*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP));
+			}
+			if (!left)
+				ss->exhausted = true;
 		}
 	}
 	return !ss->exhausted;
 }
 
-/* Was this element already handled by its segment's graph search? */
+/* Was this element already handed out by its segment's graph search? */
 static bool
 OmenScanSeen(OmenScanOpaque so, OmenElem elem, int segment)
 {
@@ -223,78 +356,92 @@ OmenScanSeen(OmenScanOpaque so, OmenElem elem, int segment)
 }
 
 /*
- * Collect every live element the graph searches did not return, reading
- * the graph pages in physical order.
+ * Collect every live element the graph searches did not hand out, reading
+ * the graph pages of every extent in order; for a real query, with exact
+ * distances, sorted.
  */
 static void
 OmenSweepCollect(OmenScanOpaque so)
 {
-	Relation	index = so->info.index;
-	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	OmenIndexInfo *info = &so->info;
 	OmenReader *r = &so->reader;
 	int			cap = 1024;
+	uint32		nextents;
+	OmenMetaPageData meta;
 
-	OmenHeapInit(&so->sweep, 1024, false);
-	if (so->nullquery)
-		so->sweepnull = palloc(sizeof(OmenCand) * cap);
+	so->swept = true;
+	so->nsweep = 0;
+	so->sweeppos = 0;
+	so->sweep = palloc(sizeof(OmenScanItem) * cap);
 
-	for (BlockNumber blk = 1; blk < nblocks; blk++)
+	/* elements added since the scan started are not ours to return */
+	OmenReadMetaPage(info->index, &meta);
+	nextents = meta.nextents;
+
+	for (uint32 x = 0; x < nextents; x++)
 	{
-		Buffer		buf;
-		Page		page;
-		int			nslots;
-		OmenCand   *live = NULL;
-		int			nlive = 0;
+		BlockNumber start = OmenExtentStart(info, x);
 
-		CHECK_FOR_INTERRUPTS();
-		buf = OmenReaderPin(r, blk);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		if (PageIsNew(page) || OmenPageGetOpaque(page)->type != OMEN_PAGE_GRAPH)
+		for (int g = 0; g < info->G; g++)
 		{
-			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-			continue;
-		}
-		OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
-		nslots = OmenPageGetOpaque(page)->nslots;
-		live = palloc(sizeof(OmenCand) * nslots);
-		for (int s = 0; s < nslots && s < so->info.slotsperpage; s++)
-		{
-			OmenSlot	slot = OmenPageGetSlot(page, so->info.slotsize, s);
-			OmenElem	elem = OmenElemMake(blk, s);
+			BlockNumber blk = start + info->C + g;
+			Buffer		buf;
+			Page		page;
+			int			nslots;
 
-			if ((slot->flags & OMEN_SLOT_USED) && !(slot->flags & OMEN_SLOT_DELETED) &&
-				!OmenScanSeen(so, elem, slot->segment))
+			CHECK_FOR_INTERRUPTS();
+			buf = OmenReaderPin(r, blk);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+				OmenPageGetOpaque(page)->type != OMEN_PAGE_GRAPH)
 			{
-				live[nlive].elem = elem;
-				live[nlive].dist = 0;
-				nlive++;
+				LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+				OmenCheckPage(info->index, page, blk, OMEN_PAGE_GRAPH);
 			}
-		}
-		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-
-		for (int i = 0; i < nlive; i++)
-		{
-			if (so->nullquery)
+			nslots = Min(OmenPageGetOpaque(page)->nslots, info->slotsperpage);
+			for (int s = 0; s < nslots; s++)
 			{
-				if (so->nsweepnull == cap)
+				OmenSlot	slot = OmenPageGetSlot(page, info->slotsize, s);
+				OmenElem	elem = x * info->K + g * info->slotsperpage + s;
+
+				if (!(slot->flags & OMEN_SLOT_USED) || (slot->flags & OMEN_SLOT_DELETED) ||
+					OmenScanSeen(so, elem, slot->segment))
+					continue;
+				if (so->nsweep == cap)
 				{
 					cap *= 2;
-					so->sweepnull = repalloc_huge(so->sweepnull, sizeof(OmenCand) * cap);
+					so->sweep = repalloc_huge(so->sweep, sizeof(OmenScanItem) * cap);
 				}
-				so->sweepnull[so->nsweepnull++] = live[i];
+				so->sweep[so->nsweep].elem = elem;
+				so->sweep[so->nsweep].tid = slot->heaptid;
+				so->sweep[so->nsweep].dist = 0;
+				so->nsweep++;
 			}
-			else if (OmenReadSlot(r, live[i].elem, r->slot))
-				OmenHeapPush(&so->sweep, OmenSlotDistance(r, r->slot, &so->q), live[i].elem);
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		}
-		pfree(live);
 	}
-	so->sweeppos = 0;
+
+	if (!so->nullquery)
+	{
+		for (int i = 0; i < so->nsweep; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!OmenReadSlot(r, so->sweep[i].elem, r->slot))
+			{
+				so->sweep[i].dist = get_float4_nan();
+				continue;
+			}
+			so->sweep[i].dist = OmenExactDistance(r, so->sweep[i].elem, r->slot, &so->qp);
+		}
+		qsort(so->sweep, so->nsweep, sizeof(OmenScanItem), OmenScanItemCmp);
+	}
+	so->stats.swept = so->nsweep;
 }
 
 /* The next candidate to return, or false when there is none */
 static bool
-OmenScanNext(OmenScanOpaque so, OmenCand *next)
+OmenScanNext(OmenScanOpaque so, OmenScanItem *next)
 {
 	if (so->phase == OMEN_SCAN_GRAPH)
 	{
@@ -311,31 +458,18 @@ OmenScanNext(OmenScanOpaque so, OmenCand *next)
 		}
 		if (best != NULL)
 		{
-			uint8	   *flags = OmenLayerFlags(&best->s, best->batch[best->pos].elem);
-
 			*next = best->batch[best->pos++];
-			*flags |= OMEN_VISIT_EMITTED;
 			return true;
 		}
-		OmenSweepCollect(so);
 		so->phase = OMEN_SCAN_SWEEP;
-		return OmenScanNext(so, next);
 	}
 	if (so->phase == OMEN_SCAN_SWEEP)
 	{
-		if (so->sweep.items == NULL)
+		if (!so->swept)
 			OmenSweepCollect(so);
-		if (so->nullquery)
+		if (so->sweeppos < so->nsweep)
 		{
-			if (so->sweeppos < so->nsweepnull)
-			{
-				*next = so->sweepnull[so->sweeppos++];
-				return true;
-			}
-		}
-		else if (so->sweep.n > 0)
-		{
-			*next = OmenHeapPop(&so->sweep);
+			*next = so->sweep[so->sweeppos++];
 			return true;
 		}
 		so->phase = OMEN_SCAN_DONE;
@@ -348,7 +482,7 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	OmenScanOpaque so = (OmenScanOpaque) scan->opaque;
 	MemoryContext old = MemoryContextSwitchTo(so->ctx);
-	OmenCand	c;
+	OmenScanItem c;
 	bool		found = false;
 
 	if (so->phase == OMEN_SCAN_START)
@@ -359,19 +493,14 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 
 	while (OmenScanNext(so, &c))
 	{
-		OmenSlot	slot = so->reader.slot;
-
 		CHECK_FOR_INTERRUPTS();
 		if (!so->nullquery && so->havelast && OmenDistLess(c.dist, so->lastdist))
 		{
 			/* found after a farther row was returned: cannot go out in order */
-			so->dropped++;
+			so->stats.dropped++;
 			continue;
 		}
-		/* re-read: vacuum may have removed it since the search saw it */
-		if (!OmenReadSlot(&so->reader, c.elem, slot) || (slot->flags & OMEN_SLOT_DELETED))
-			continue;
-		scan->xs_heaptid = slot->heaptid;
+		scan->xs_heaptid = c.tid;
 		if (scan->xs_want_itup)
 		{
 			/*
@@ -398,7 +527,7 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 			so->lastdist = c.dist;
 			so->havelast = true;
 		}
-		so->returned++;
+		so->stats.returned++;
 		found = true;
 		break;
 	}
@@ -415,9 +544,39 @@ omenendscan(IndexScanDesc scan)
 {
 	OmenScanOpaque so = (OmenScanOpaque) scan->opaque;
 
-	if (so->phase != OMEN_SCAN_START && so->phase != OMEN_SCAN_DONE)
-		OmenReaderRelease(&so->reader);
+	OmenScanPublishStats(so);
 	MemoryContextDelete(so->ctx);
+	if (so->nulltup)
+		pfree(so->nulltup);
 	pfree(so);
 	scan->opaque = NULL;
+}
+
+/*
+ * omen_last_scan(): what the last omen index scan in this session did.
+ * PostgreSQL 15 gives an index AM no EXPLAIN hook, so this is how to see
+ * inside a scan.
+ */
+PG_FUNCTION_INFO_V1(omen_last_scan);
+Datum
+omen_last_scan(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[10];
+	bool		nulls[10] = {false};
+	OmenScanStats *st = &omen_last_stats;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int64GetDatum((int64) st->returned);
+	values[1] = Int64GetDatum((int64) st->expanded);
+	values[2] = Int64GetDatum((int64) st->codedists);
+	values[3] = Int64GetDatum((int64) st->exactdists);
+	values[4] = Int64GetDatum((int64) st->reranked);
+	values[5] = Int64GetDatum((int64) st->pages);
+	values[6] = Int32GetDatum(st->segments);
+	values[7] = Int32GetDatum(st->rounds);
+	values[8] = Int64GetDatum((int64) st->dropped);
+	values[9] = Int64GetDatum((int64) st->swept);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

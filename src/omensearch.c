@@ -129,10 +129,12 @@ OmenReaderInit(OmenReader *r, OmenIndexInfo *info)
 		r->bufs[i] = InvalidBuffer;
 	}
 	r->scratch = palloc(sizeof(float) * Max(info->dims, 1));
+	r->codebuf = palloc(Max(info->codesize, 1));
 	r->slot = palloc(info->slotsize);
 	r->upper = palloc(sizeof(uint32) * (info->m + 1));
 	r->pages = 0;
 	r->distances = 0;
+	r->codedists = 0;
 	r->expanded = 0;
 }
 
@@ -154,9 +156,9 @@ OmenReaderPin(OmenReader *r, BlockNumber blk)
 {
 	int			i = blk % OMEN_PIN_CACHE_SIZE;
 
-	r->pages++;
 	if (r->blks[i] == blk)
 		return r->bufs[i];
+	r->pages++;
 	if (r->bufs[i] != InvalidBuffer)
 		ReleaseBuffer(r->bufs[i]);
 	r->blks[i] = InvalidBlockNumber;
@@ -172,8 +174,7 @@ OmenBadElement(Relation index, OmenElem elem)
 			(errcode(ERRCODE_INDEX_CORRUPTED),
 			 errmsg("index \"%s\" references an invalid element",
 					RelationGetRelationName(index)),
-			 errdetail("Element %u is block %u, slot %d.",
-					   elem, OmenElemBlock(elem), OmenElemSlot(elem))));
+			 errdetail("Element %u has no valid slot or code.", elem)));
 }
 
 /*
@@ -183,13 +184,14 @@ OmenBadElement(Relation index, OmenElem elem)
 bool
 OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out)
 {
-	BlockNumber blk = OmenElemBlock(elem);
-	int			slotno = OmenElemSlot(elem);
+	BlockNumber blk;
+	int			slotno;
 	Buffer		buf;
 	Page		page;
 
-	if (blk == OMEN_METAPAGE_BLKNO || elem == OMEN_INVALID_ELEM)
+	if (elem == OMEN_INVALID_ELEM)
 		OmenBadElement(r->index, elem);
+	OmenElemSlotLoc(r->info, elem, &blk, &slotno);
 	buf = OmenReaderPin(r, blk);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
@@ -212,6 +214,44 @@ OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out)
 						RelationGetRelationName(r->index)),
 				 errdetail("Block %u, slot %d.", blk, slotno)));
 	return true;
+}
+
+/*
+ * The code of an element.  Codes are read with a pin and no lock: a code
+ * is written before its element becomes reachable through any neighbour
+ * list, and its bytes do not change while it is reachable (src/README,
+ * "Reading codes without a lock").  A code that straddles two pages is
+ * copied into r->codebuf.
+ */
+const uint8 *
+OmenReaderCode(OmenReader *r, OmenElem elem)
+{
+	OmenIndexInfo *info = r->info;
+	OmenCodeLoc loc = OmenElemCodeLoc(info, elem);
+	int			left = info->codesize;
+	uint8	   *dst = r->codebuf;
+
+	for (;;)
+	{
+		Buffer		buf = OmenReaderPin(r, loc.blk);
+		Page		page = BufferGetPage(buf);
+		int			n;
+
+		if (unlikely(PageIsNew(page) ||
+					 PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+					 OmenPageGetOpaque(page)->type != OMEN_PAGE_CODE))
+			OmenBadElement(r->index, elem);
+		if (left == info->codesize && loc.off + left <= OMEN_AREA_SPACE)
+			return (const uint8 *) PageGetContents(page) + loc.off;
+		n = Min(left, OMEN_AREA_SPACE - loc.off);
+		memcpy(dst, PageGetContents(page) + loc.off, n);
+		dst += n;
+		left -= n;
+		if (left == 0)
+			return r->codebuf;
+		loc.blk++;
+		loc.off = 0;
+	}
 }
 
 /*
@@ -309,17 +349,23 @@ OmenLockChunk(OmenReader *r, BlockNumber blk, OffsetNumber off, int remaining, B
 }
 
 /*
- * Copy an element's vector into dest (dims floats) and return dest, with
- * the stored norm.
+ * Copy an element's full vector into dest (dims floats) and return dest,
+ * with its norm: from its vector item, or from its code when the index
+ * keeps no vectors (exact for "none", approximate otherwise).
  */
 const float *
-OmenSlotVector(OmenReader *r, const OmenSlot slot, float *dest, float *norm)
+OmenSlotVector(OmenReader *r, OmenElem elem, const OmenSlot slot, float *dest, float *norm)
 {
 	int			dims = r->info->dims;
 	int			done = 0;
 	BlockNumber blk = slot->vecblk;
 	OffsetNumber off = slot->vecoff;
 
+	if (blk == InvalidBlockNumber)
+	{
+		OmenDecode(r->info, OmenReaderCode(r, elem), dest, norm);
+		return dest;
+	}
 	while (done < dims)
 	{
 		Buffer		buf;
@@ -337,12 +383,12 @@ OmenSlotVector(OmenReader *r, const OmenSlot slot, float *dest, float *norm)
 }
 
 /*
- * Distance between the query and an element's stored vector.  A vector in
- * one chunk (the common case) is used in place, under the share lock; a
- * chained one is copied first.
+ * The exact distance between the query and an element: from its code for
+ * "none", else from its full vector.  An index that keeps its vectors in
+ * the heap has no exact distance here; the code's estimate is returned.
  */
 float
-OmenSlotDistance(OmenReader *r, const OmenSlot slot, const OmenQuery *q)
+OmenExactDistance(OmenReader *r, OmenElem elem, const OmenSlot slot, const OmenQueryPrep *qp)
 {
 	int			dims = r->info->dims;
 	Buffer		buf;
@@ -350,17 +396,20 @@ OmenSlotDistance(OmenReader *r, const OmenSlot slot, const OmenQuery *q)
 	float		d;
 	float		norm;
 
+	if (r->info->quantizer == OMEN_QUANT_NONE || slot->vecblk == InvalidBlockNumber)
+		return OmenCodeDistance(r->info, qp, OmenReaderCode(r, elem));
+
 	r->distances++;
 	chunk = OmenLockChunk(r, slot->vecblk, slot->vecoff, dims, &buf);
 	if (chunk->nvalues == dims)
 	{
-		d = OmenDistance(r->info->metric, q, chunk->values, chunk->norm, dims);
+		d = OmenDistance(r->info->metric, &qp->q, chunk->values, chunk->norm, dims);
 		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		return d;
 	}
 	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-	OmenSlotVector(r, slot, r->scratch, &norm);
-	return OmenDistance(r->info->metric, q, r->scratch, norm, dims);
+	OmenSlotVector(r, elem, slot, r->scratch, &norm);
+	return OmenDistance(r->info->metric, &qp->q, r->scratch, norm, dims);
 }
 
 /* ---- layer search ---- */
@@ -396,32 +445,29 @@ OmenLayerFlags(OmenLayerSearch *s, OmenElem elem)
 }
 
 /*
- * Visit an element: read its slot, compute its distance and file it in
- * the heaps.  Returns false if it was seen before or holds nothing.
+ * Visit an element: compute its distance on its code and file it in the
+ * heaps.  Its slot is not read: the code carries the deleted flag.
+ * Returns false if it was seen before.
  */
 static bool
-OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q,
+OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q,
 			   OmenElem elem, int ef)
 {
 	OmenVisitEntry *e;
 	bool		found;
-	OmenSlot	slot = r->slot;
+	const uint8 *code;
 	float		d;
 
 	e = omenvisit_insert(s->visited, elem, &found);
 	if (found)
 		return false;
-	e->flags = 0;
-	e->dist = 0;
-	if (!OmenReadSlot(r, elem, slot) || (slot->flags & OMEN_SLOT_NOGRAPH))
-	{
-		e->flags = OMEN_VISIT_SKIP | OMEN_VISIT_EXPANDED;
-		return false;
-	}
-	d = OmenSlotDistance(r, slot, q);
+	code = OmenReaderCode(r, elem);
+	d = OmenCodeDistance(r->info, q, code);
+	r->codedists++;
 	e->dist = d;
+	e->flags = 0;
 
-	if (slot->flags & OMEN_SLOT_DELETED)
+	if (OmenCodeIsDeleted(code))
 	{
 		/* a deleted element still helps navigation, but is no result */
 		e->flags = OMEN_VISIT_SKIP;
@@ -447,7 +493,7 @@ OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q,
 }
 
 void
-OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, OmenElem elem)
+OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, OmenElem elem)
 {
 	OmenLayerVisit(s, r, q, elem, INT_MAX);
 }
@@ -459,7 +505,7 @@ OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, OmenEle
  * on from the old frontier: a resumable scan pays for each element once.
  */
 void
-OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQuery *q, int ef)
+OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 {
 	while (s->D.n > 0 &&
 		   (s->W.n < ef || OmenDistLess(OmenHeapTop(&s->D)->dist, OmenHeapTop(&s->W)->dist)))
@@ -535,17 +581,14 @@ OmenLayerResults(OmenLayerSearch *s, OmenCand *out)
  * tolevel + 1.  Returns the element to start level tolevel from.
  */
 OmenElem
-OmenDescend(OmenReader *r, const OmenQuery *q, OmenElem entry, int fromlevel, int tolevel)
+OmenDescend(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int fromlevel, int tolevel)
 {
 	OmenSlot	slot = r->slot;
 	OmenElem   *nbrs = palloc(sizeof(OmenElem) * 2 * r->info->m);
 	OmenElem	cur = entry;
 	float		curdist;
 
-	if (!OmenReadSlot(r, cur, slot))
-		return cur;
-	curdist = OmenSlotDistance(r, slot, q);
-
+	curdist = OmenCodeDistance(r->info, q, OmenReaderCode(r, cur));
 	for (int level = fromlevel; level > tolevel; level--)
 	{
 		bool		changed = true;
@@ -564,10 +607,10 @@ OmenDescend(OmenReader *r, const OmenQuery *q, OmenElem entry, int fromlevel, in
 			{
 				float		d;
 
-				if (nbrs[i] == OMEN_INVALID_ELEM || !OmenReadSlot(r, nbrs[i], slot) ||
-					(slot->flags & OMEN_SLOT_NOGRAPH))
+				if (nbrs[i] == OMEN_INVALID_ELEM)
 					continue;
-				d = OmenSlotDistance(r, slot, q);
+				d = OmenCodeDistance(r->info, q, OmenReaderCode(r, nbrs[i]));
+				r->codedists++;
 				if (OmenDistLess(d, curdist))
 				{
 					cur = nbrs[i];

@@ -112,8 +112,15 @@ OmenCheckMetaPage(Relation index, OmenMetaPage meta)
 	if (meta->dims < 0 || meta->dims > OMEN_MAX_DIM ||
 		meta->m < OMEN_MIN_M || meta->m > OMEN_MAX_M ||
 		meta->slotsize != (int) OmenSlotSize(meta->m) ||
-		meta->slotsperpage < 1 || meta->slotsperpage > OMEN_MAX_SLOTS_PER_PAGE ||
-		meta->nsegments > OMEN_MAX_SEGMENTS)
+		meta->slotsperpage < 1 ||
+		meta->slotsperpage * meta->slotsize > OMEN_AREA_SPACE ||
+		meta->nsegments > OMEN_MAX_SEGMENTS ||
+		meta->ndirpages > OMEN_MAX_DIR_PAGES ||
+		meta->quantizer < OMEN_QUANT_NONE || meta->quantizer > OMEN_QUANT_BQ ||
+		(meta->dims > 0 &&
+		 (meta->extentElems < 1 || meta->extentCodePages < 1 || meta->extentGraphPages < 1 ||
+		  meta->extentElems > meta->extentGraphPages * meta->slotsperpage ||
+		  (int64) meta->extentElems * meta->codesize > (int64) meta->extentCodePages * OMEN_AREA_SPACE)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" has an invalid metapage",
@@ -139,8 +146,12 @@ OmenReadMetaPage(Relation index, OmenMetaPageData *meta)
 void
 OmenInitIndexInfo(OmenIndexInfo *info, Relation index, OmenMetaPage meta)
 {
+	const OmenMetricInfo *mi = OmenGetMetricInfo(index);
+
+	memset(info, 0, sizeof(OmenIndexInfo));
 	info->index = index;
-	info->metric = (OmenMetric) OmenGetMetricInfo(index)->metric;
+	info->metric = (OmenMetric) mi->metric;
+	info->elemtype = (OmenElemType) mi->elemtype;
 	info->dims = meta->dims;
 	info->m = meta->m;
 	info->maxm0 = 2 * meta->m;
@@ -148,6 +159,139 @@ OmenInitIndexInfo(OmenIndexInfo *info, Relation index, OmenMetaPage meta)
 	info->slotsize = meta->slotsize;
 	info->slotsperpage = meta->slotsperpage;
 	info->ml = 1.0 / log((double) meta->m);
+	info->quantizer = meta->quantizer;
+	info->vectors = meta->vectors;
+	info->codesize = meta->codesize;
+	info->K = meta->extentElems;
+	info->C = meta->extentCodePages;
+	info->G = meta->extentGraphPages;
+	info->paddims = meta->paddims;
+	info->rotseed = meta->rotseed;
+	info->centroidBlk = meta->centroidBlk;
+	info->mcxt = CurrentMemoryContext;
+	info->ndirpages = meta->ndirpages;
+	memcpy(info->dirpages, meta->dirpages, sizeof(BlockNumber) * meta->ndirpages);
+	info->dircache = palloc0(sizeof(BlockNumber *) * OMEN_MAX_DIR_PAGES);
+	if (info->quantizer == OMEN_QUANT_BQ && info->centroidBlk != InvalidBlockNumber)
+		info->centroid = OmenReadAux(index, info->centroidBlk, info->dims);
+}
+
+/* Initialize a page whose contents are a packed byte area (code, dir, aux) */
+void
+OmenInitAreaPage(Page page, uint16 type)
+{
+	OmenInitPage(page, type);
+	((PageHeader) page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + OMEN_AREA_SPACE;
+	if (type == OMEN_PAGE_DIR)
+		memset(PageGetContents(page), 0xFF, OMEN_AREA_SPACE);
+}
+
+/*
+ * The first block of extent x, from the extent directory.  Directory pages
+ * are read (and cached in the OmenIndexInfo) only when needed; an entry
+ * that is not there yet means the extent was added after we last looked,
+ * so the page is read again.
+ */
+BlockNumber
+OmenExtentStart(OmenIndexInfo *info, uint32 x)
+{
+	int			d = x / OMEN_DIR_ENTRIES;
+	int			i = x % OMEN_DIR_ENTRIES;
+	BlockNumber blk;
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		if (d >= info->ndirpages)
+		{
+			OmenMetaPageData meta;
+
+			OmenReadMetaPage(info->index, &meta);
+			info->ndirpages = meta.ndirpages;
+			memcpy(info->dirpages, meta.dirpages, sizeof(BlockNumber) * meta.ndirpages);
+			if (d >= info->ndirpages)
+				break;
+		}
+		if (info->dircache[d] == NULL || info->dircache[d][i] == InvalidBlockNumber)
+		{
+			Buffer		buf = ReadBuffer(info->index, info->dirpages[d]);
+			Page		page;
+
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			OmenCheckPage(info->index, page, info->dirpages[d], OMEN_PAGE_DIR);
+			if (info->dircache[d] == NULL)
+				info->dircache[d] = MemoryContextAlloc(info->mcxt, OMEN_AREA_SPACE);
+			memcpy(info->dircache[d], PageGetContents(page), OMEN_AREA_SPACE);
+			UnlockReleaseBuffer(buf);
+		}
+		blk = info->dircache[d][i];
+		if (blk != InvalidBlockNumber && blk != OMEN_METAPAGE_BLKNO)
+			return blk;
+		/* not there: the next attempt reads the metapage and directory anew */
+		info->ndirpages = 0;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has no directory entry for extent %u",
+					RelationGetRelationName(info->index), x)));
+	return InvalidBlockNumber;	/* keep the compiler quiet */
+}
+
+/* The graph page and slot number of an element */
+void
+OmenElemSlotLoc(OmenIndexInfo *info, OmenElem e, BlockNumber *blk, int *slotno)
+{
+	uint32		i = e % info->K;
+
+	*blk = OmenExtentStart(info, e / info->K) + info->C + i / info->slotsperpage;
+	*slotno = i % info->slotsperpage;
+}
+
+/* Where an element's code starts */
+OmenCodeLoc
+OmenElemCodeLoc(OmenIndexInfo *info, OmenElem e)
+{
+	uint64		byte = (uint64) (e % info->K) * info->codesize;
+	OmenCodeLoc loc;
+
+	loc.blk = OmenExtentStart(info, e / info->K) + (BlockNumber) (byte / OMEN_AREA_SPACE);
+	loc.off = (int) (byte % OMEN_AREA_SPACE);
+	return loc;
+}
+
+/*
+ * Read n floats stored in a chain of aux pages starting at blk.  Aux pages
+ * are written once, at build, and never change.
+ */
+float *
+OmenReadAux(Relation index, BlockNumber blk, int n)
+{
+	float	   *out = palloc(sizeof(float) * n);
+	char	   *dst = (char *) out;
+	Size		left = sizeof(float) * n;
+
+	while (left > 0)
+	{
+		Buffer		buf;
+		Page		page;
+		Size		chunk = Min(left, (Size) OMEN_AREA_SPACE);
+
+		if (blk == InvalidBlockNumber || blk == OMEN_METAPAGE_BLKNO)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has a broken quantizer page chain",
+							RelationGetRelationName(index))));
+		buf = ReadBuffer(index, blk);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		OmenCheckPage(index, page, blk, OMEN_PAGE_AUX);
+		memcpy(dst, PageGetContents(page), chunk);
+		blk = OmenPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+		dst += chunk;
+		left -= chunk;
+	}
+	return out;
 }
 
 /*
@@ -248,11 +392,5 @@ OmenNewBuffer(Relation index, ForkNumber fork)
 	if (needLock)
 		UnlockRelationForExtension(index, ExclusiveLock);
 
-	if (fork == MAIN_FORKNUM && BufferGetBlockNumber(buf) >= OMEN_MAX_BLOCKS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("index \"%s\" is too large",
-						RelationGetRelationName(index)),
-				 errdetail("An omen index can have at most %u pages.", OMEN_MAX_BLOCKS)));
 	return buf;
 }

@@ -6,10 +6,11 @@
  *
  * VACUUM reuses a heap line pointer as soon as ambulkdelete returns, so
  * every reference to a dead TID must be disarmed here and now: the slot is
- * flagged deleted in the same WAL record that looks at it, and scans never
- * return a deleted slot (they re-read the slot just before returning its
- * TID).  A deleted element stays in the graph as a waypoint, so the graph
- * stays connected; its slot is not reused yet.
+ * flagged deleted (and its TID cleared) in the same WAL record that looks
+ * at it, and scans never return a deleted slot.  The element's code gets
+ * the deleted flag too, in a second record, so that searches stop counting
+ * it as a result; until then the slot's flag is what protects.  A deleted
+ * element stays in the graph as a waypoint, so the graph stays connected.
  *
  * IDENTIFICATION
  *	  src/omenvacuum.c
@@ -25,6 +26,38 @@
 #include "storage/bufmgr.h"
 #include "utils/rel.h"
 
+/* Set the deleted flag in the codes of the given elements of one extent */
+static void
+OmenMarkCodesDeleted(IndexVacuumInfo *info, OmenIndexInfo *oi, OmenElem *elems, int n)
+{
+	int			i = 0;
+
+	while (i < n)
+	{
+		OmenCodeLoc loc = OmenElemCodeLoc(oi, elems[i]);
+		Buffer		buf = ReadBufferExtended(info->index, MAIN_FORKNUM, loc.blk,
+											 RBM_NORMAL, info->strategy);
+		GenericXLogState *state;
+		Page		page;
+
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		state = GenericXLogStart(info->index);
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		OmenCheckPage(info->index, page, loc.blk, OMEN_PAGE_CODE);
+		/* all elements whose code header is on this page */
+		while (i < n)
+		{
+			loc = OmenElemCodeLoc(oi, elems[i]);
+			if (loc.blk != BufferGetBlockNumber(buf))
+				break;
+			OmenCodeSetDeleted((uint8 *) PageGetContents(page) + loc.off);
+			i++;
+		}
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+	}
+}
+
 /*
  * Walk every graph page, calling the callback once for each indexed heap
  * TID (CREATE INDEX CONCURRENTLY relies on seeing each one exactly once),
@@ -36,60 +69,65 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 {
 	Relation	index = info->index;
 	OmenMetaPageData meta;
-	BlockNumber nblocks;
+	OmenIndexInfo oi;
+	OmenElem   *deleted;
 
 	if (stats == NULL)
 		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
 
 	OmenReadMetaPage(index, &meta);
-	nblocks = RelationGetNumberOfBlocks(index);
+	OmenInitIndexInfo(&oi, index, &meta);
 	stats->num_index_tuples = 0;
+	deleted = palloc(sizeof(OmenElem) * Max(oi.K, 1));
 
-	for (BlockNumber blk = 1; blk < nblocks; blk++)
+	for (uint32 x = 0; x < meta.nextents; x++)
 	{
-		Buffer		buf;
-		Page		page;
-		GenericXLogState *state;
+		BlockNumber start = OmenExtentStart(&oi, x);
 		int			ndeleted = 0;
-		int			nslots;
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		if (PageIsNew(page) || OmenPageGetOpaque(page)->type != OMEN_PAGE_GRAPH)
+		for (int g = 0; g < oi.G; g++)
 		{
-			UnlockReleaseBuffer(buf);
-			continue;
-		}
-		OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
+			BlockNumber blk = start + oi.C + g;
+			Buffer		buf;
+			Page		page;
+			GenericXLogState *state;
+			int			nslots;
+			int			before = ndeleted;
 
-		state = GenericXLogStart(index);
-		page = GenericXLogRegisterBuffer(state, buf, 0);
-		nslots = Min(OmenPageGetOpaque(page)->nslots, meta.slotsperpage);
-		for (int s = 0; s < nslots; s++)
-		{
-			OmenSlot	slot = OmenPageGetSlot(page, meta.slotsize, s);
-
-			if (!(slot->flags & OMEN_SLOT_USED) || (slot->flags & OMEN_SLOT_DELETED))
-				continue;
-			if (callback(&slot->heaptid, callback_state))
+			vacuum_delay_point();
+			buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
+			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+			state = GenericXLogStart(index);
+			page = GenericXLogRegisterBuffer(state, buf, 0);
+			OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
+			nslots = Min(OmenPageGetOpaque(page)->nslots, oi.slotsperpage);
+			for (int s = 0; s < nslots; s++)
 			{
-				slot->flags |= OMEN_SLOT_DELETED;
-				ItemPointerSetInvalid(&slot->heaptid);
-				ndeleted++;
-				stats->tuples_removed++;
+				OmenSlot	slot = OmenPageGetSlot(page, oi.slotsize, s);
+
+				if (!(slot->flags & OMEN_SLOT_USED) || (slot->flags & OMEN_SLOT_DELETED))
+					continue;
+				if (callback(&slot->heaptid, callback_state))
+				{
+					slot->flags |= OMEN_SLOT_DELETED;
+					ItemPointerSetInvalid(&slot->heaptid);
+					deleted[ndeleted++] = x * oi.K + g * oi.slotsperpage + s;
+					stats->tuples_removed++;
+				}
+				else
+					stats->num_index_tuples++;
 			}
+			if (ndeleted > before)
+				GenericXLogFinish(state);
 			else
-				stats->num_index_tuples++;
+				GenericXLogAbort(state);
+			UnlockReleaseBuffer(buf);
 		}
 		if (ndeleted > 0)
-			GenericXLogFinish(state);
-		else
-			GenericXLogAbort(state);
-		UnlockReleaseBuffer(buf);
+			OmenMarkCodesDeleted(info, &oi, deleted, ndeleted);
 	}
-	stats->num_pages = nblocks;
+	stats->num_pages = RelationGetNumberOfBlocks(index);
+	pfree(deleted);
 	return stats;
 }
 
@@ -102,7 +140,7 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
 	Relation	index = info->index;
 	OmenMetaPageData meta;
-	BlockNumber nblocks;
+	OmenIndexInfo oi;
 
 	if (info->analyze_only)
 		return stats;
@@ -111,32 +149,34 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 	stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
 	OmenReadMetaPage(index, &meta);
-	nblocks = RelationGetNumberOfBlocks(index);
-	for (BlockNumber blk = 1; blk < nblocks; blk++)
+	OmenInitIndexInfo(&oi, index, &meta);
+	for (uint32 x = 0; x < meta.nextents; x++)
 	{
-		Buffer		buf;
-		Page		page;
+		BlockNumber start = OmenExtentStart(&oi, x);
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		if (!PageIsNew(page) && OmenPageGetOpaque(page)->type == OMEN_PAGE_GRAPH)
+		for (int g = 0; g < oi.G; g++)
 		{
+			BlockNumber blk = start + oi.C + g;
+			Buffer		buf;
+			Page		page;
 			int			nslots;
 
+			vacuum_delay_point();
+			buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
 			OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
-			nslots = Min(OmenPageGetOpaque(page)->nslots, meta.slotsperpage);
+			nslots = Min(OmenPageGetOpaque(page)->nslots, oi.slotsperpage);
 			for (int s = 0; s < nslots; s++)
 			{
-				OmenSlot	slot = OmenPageGetSlot(page, meta.slotsize, s);
+				OmenSlot	slot = OmenPageGetSlot(page, oi.slotsize, s);
 
 				if ((slot->flags & OMEN_SLOT_USED) && !(slot->flags & OMEN_SLOT_DELETED))
 					stats->num_index_tuples++;
 			}
+			UnlockReleaseBuffer(buf);
 		}
-		UnlockReleaseBuffer(buf);
 	}
-	stats->num_pages = nblocks;
+	stats->num_pages = RelationGetNumberOfBlocks(index);
 	return stats;
 }

@@ -62,13 +62,49 @@ OmenVectorValues(Datum value, int *dims)
 	return v->x;
 }
 
-int
-OmenVectorDims(Datum value)
+/* pgvector's halfvec header; IEEE binary16 values follow */
+typedef struct PgHalfvecHeader
 {
-	int			dims;
+	int32		vl_len_;
+	int16		dim;
+	int16		unused;
+	uint16		x[FLEXIBLE_ARRAY_MEMBER];
+} PgHalfvecHeader;
 
-	(void) OmenVectorValues(value, &dims);
-	return dims;
+/*
+ * The values of a halfvec datum, converted to float in palloc'd memory.
+ */
+static const float *
+OmenHalfvecValues(Datum value, int *dims)
+{
+	PgHalfvecHeader *v = (PgHalfvecHeader *) PG_DETOAST_DATUM(value);
+	Size		size = VARSIZE_ANY(v);
+	int			dim = v->dim;
+	float	   *out;
+
+	if (dim < 1 || dim > OMEN_MAX_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("halfvec has %d dimensions, which is outside the range 1 to %d",
+						dim, OMEN_MAX_DIM)));
+	if (size != offsetof(PgHalfvecHeader, x) + sizeof(uint16) * dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("halfvec of %d dimensions has an invalid size of %zu bytes",
+						dim, size)));
+	out = palloc(sizeof(float) * dim);
+	omen_kernels.f16_to_f32(v->x, out, dim);
+	*dims = dim;
+	return out;
+}
+
+/* The float values of a datum of the indexed type */
+const float *
+OmenDatumValues(int elemtype, Datum value, int *dims)
+{
+	if (elemtype == OMEN_TYPE_HALFVEC)
+		return OmenHalfvecValues(value, dims);
+	return OmenVectorValues(value, dims);
 }
 
 /*

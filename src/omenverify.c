@@ -80,9 +80,11 @@ omen_index_info(PG_FUNCTION_ARGS)
 	Oid			indexoid = PG_GETARG_OID(0);
 	Relation	index;
 	OmenMetaPageData meta;
+	OmenIndexInfo oi;
 	TupleDesc	tupdesc;
-	Datum		values[9];
-	bool		nulls[9] = {false};
+	Datum		values[10];
+	bool		nulls[10] = {false};
+	static const char *const quantizers[] = {"none", "sq8", "bq"};
 	BlockNumber nblocks;
 	int64		live = 0;
 	int64		deleted = 0;
@@ -92,19 +94,23 @@ omen_index_info(PG_FUNCTION_ARGS)
 
 	index = OmenOpenIndex(indexoid, AccessShareLock);
 	OmenReadMetaPage(index, &meta);
+	OmenInitIndexInfo(&oi, index, &meta);
 	nblocks = RelationGetNumberOfBlocks(index);
 
-	for (BlockNumber blk = 1; blk < nblocks; blk++)
+	for (uint32 x = 0; x < meta.nextents; x++)
 	{
-		Buffer		buf;
-		Page		page;
+		BlockNumber start = OmenExtentStart(&oi, x);
 
-		CHECK_FOR_INTERRUPTS();
-		buf = ReadBuffer(index, blk);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		if (!PageIsNew(page) && OmenPageGetOpaque(page)->type == OMEN_PAGE_GRAPH)
+		for (int g = 0; g < oi.G; g++)
 		{
+			BlockNumber blk = start + oi.C + g;
+			Buffer		buf;
+			Page		page;
+
+			CHECK_FOR_INTERRUPTS();
+			buf = ReadBuffer(index, blk);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
 			OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
 			for (int s = 0; s < Min(OmenPageGetOpaque(page)->nslots, meta.slotsperpage); s++)
 			{
@@ -117,8 +123,8 @@ omen_index_info(PG_FUNCTION_ARGS)
 				else
 					live++;
 			}
+			UnlockReleaseBuffer(buf);
 		}
-		UnlockReleaseBuffer(buf);
 	}
 	relation_close(index, AccessShareLock);
 
@@ -131,5 +137,6 @@ omen_index_info(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum(live);
 	values[7] = Int64GetDatum(deleted);
 	values[8] = Int64GetDatum(nblocks);
+	values[9] = CStringGetTextDatum(quantizers[meta.quantizer]);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
