@@ -44,6 +44,9 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track headers: every object depends on ours
+$(OBJS): src/omen.h src/distance.h
+
 # Standalone kernel unit test and micro-benchmark: plain C, no server needed.
 KERNEL_SRCS = src/distance.c src/distance_avx2.c src/distance_avx512.c
 KERNEL_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu99 -Isrc

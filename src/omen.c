@@ -37,6 +37,7 @@ static const struct config_enum_entry omen_simd_options[] = {
 static relopt_kind omen_relopt_kind;
 
 double		omen_rerank_factor = 2.0;
+int			omen_code_cache_mb = 128;
 
 /* not copied by add_enum_reloption: must be static */
 static relopt_enum_elt_def omen_quantizer_values[] = {
@@ -101,6 +102,12 @@ _PG_init(void)
 							 "The best candidates by code distance are re-ranked with the full vectors.",
 							 &omen_rerank_factor, 2.0, 1.0, 100.0,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("omen.code_cache",
+							"Memory each backend may use to keep copies of index codes.",
+							"Searches read codes from this copy instead of shared buffers. 0 turns it off.",
+							&omen_code_cache_mb, 128, 0, INT_MAX / 2,
+							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("omen.simd",
 							 "Highest SIMD implementation of the distance kernels to use.",

@@ -186,7 +186,8 @@ typedef struct OmenMetaPageData
 	int32		extentCodePages;	/* code pages per extent */
 	int32		extentGraphPages;	/* graph pages per extent */
 	int32		paddims;		/* bq: dimensions after padding, a power of 2 */
-	uint32		rotseed;		/* bq: seed of the random rotation */
+	uint32		rotseed;		/* random per build; bq: seed of the rotation */
+	uint32		codegen;		/* advanced whenever a code is rewritten */
 	BlockNumber centroidBlk;	/* bq: first aux page of the centroid */
 	OmenElem	nextElem;		/* next element number to allocate */
 	uint32		nextents;		/* extents allocated */
@@ -280,6 +281,7 @@ typedef struct OmenOptions
 /* GUCs */
 extern int	omen_ef_search;
 extern double omen_rerank_factor;
+extern int	omen_code_cache_mb;
 
 /*
  * Per-index information derived from the catalogs and the metapage, built
@@ -305,6 +307,7 @@ typedef struct OmenIndexInfo
 	int			G;				/* graph pages per extent */
 	int			paddims;
 	uint32		rotseed;
+	uint32		codegen;
 	BlockNumber centroidBlk;
 	float	   *centroid;		/* bq: the data's centroid, or NULL */
 	uint8	   *rotsigns;		/* bq: sign flips of the rotation, lazily */
@@ -351,6 +354,9 @@ typedef struct OmenQueryPrep
 
 /* Flags in a code's header */
 #define OMEN_CODE_DELETED		0x0001
+#define OMEN_CODE_VALID			0x0002	/* written: tells a cached copy
+										 * taken before the code from one
+										 * taken after */
 
 /* What one index scan did, for omen_last_scan() */
 typedef struct OmenScanStats
@@ -491,7 +497,8 @@ typedef struct OmenReader
 	uint8	   *codebuf;		/* one code, when it straddles pages */
 	OmenSlot	slot;			/* one slot, for copies */
 	uint32	   *upper;			/* one level's list: count + m */
-	/* statistics, for omen_last_scan_stats() */
+	struct OmenCodeCache *cache;	/* backend-local copy of codes, or NULL */
+	/* statistics, for omen_last_scan() */
 	uint64		pages;			/* buffers pinned (pin cache misses) */
 	uint64		distances;		/* full-precision distances computed */
 	uint64		codedists;		/* distances computed on codes */

@@ -242,6 +242,7 @@ OmenEncode(OmenIndexInfo *info, const float *v, float norm, uint8 *code)
 	int			dims = info->dims;
 
 	memset(code, 0, info->codesize);
+	CODE_FLAGS(code) = OMEN_CODE_VALID;
 	switch (info->quantizer)
 	{
 		case OMEN_QUANT_NONE:

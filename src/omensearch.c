@@ -21,6 +21,7 @@
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "omen.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 /* The visited set: element number -> distance and flags */
@@ -116,6 +117,165 @@ OmenHeapPop(OmenHeap *h)
 	return top;
 }
 
+/* ---- backend-local code cache ---- */
+
+/*
+ * A backend keeps copies of the code pages of the indexes it searches,
+ * as one array per index indexed by element number, so that a search
+ * computes a neighbour's distance from local memory instead of pinning a
+ * shared buffer.  Copies are taken extent by extent under a share lock.
+ *
+ * A copy is never wrong for an element that was reachable when it was
+ * taken: codes do not change while their element is reachable (see
+ * src/README).  Elements written after the copy have no OMEN_CODE_VALID
+ * flag in it, which sends the reader back to the page.  A deleted flag set
+ * later is missed, which only costs a slot read when the element reaches
+ * the results, where the slot's own flag is checked.  A cache is tied to
+ * one build of one relfilenode (its rotation seed) and to the metapage's
+ * code generation, which anything that rewrites a code must advance.
+ */
+typedef struct OmenCodeCache
+{
+	RelFileNode node;
+	uint32		buildid;
+	int			codesize;
+	int			K;
+	uint32		nalloc;			/* extents there is room for */
+	uint8	   *codes;
+	bool	   *filled;
+	uint64		lastuse;
+	Size		bytes;
+} OmenCodeCache;
+
+#define OMEN_MAX_CODE_CACHES 8
+
+static OmenCodeCache *omen_caches[OMEN_MAX_CODE_CACHES];
+static uint64 omen_cache_tick = 0;
+
+static void
+OmenCodeCacheFree(int i)
+{
+	if (omen_caches[i] == NULL)
+		return;
+	if (omen_caches[i]->codes)
+		pfree(omen_caches[i]->codes);
+	if (omen_caches[i]->filled)
+		pfree(omen_caches[i]->filled);
+	pfree(omen_caches[i]);
+	omen_caches[i] = NULL;
+}
+
+static Size
+OmenCodeCacheBytes(void)
+{
+	Size		total = 0;
+
+	for (int i = 0; i < OMEN_MAX_CODE_CACHES; i++)
+		if (omen_caches[i])
+			total += omen_caches[i]->bytes;
+	return total;
+}
+
+/* The cache of an index, created empty if there is none */
+static OmenCodeCache *
+OmenCodeCacheGet(OmenIndexInfo *info)
+{
+	RelFileNode node = info->index->rd_node;
+	int			victim = 0;
+
+	if (omen_code_cache_mb <= 0 || info->codesize <= 0 || info->K <= 0)
+		return NULL;
+	for (int i = 0; i < OMEN_MAX_CODE_CACHES; i++)
+	{
+		OmenCodeCache *c = omen_caches[i];
+
+		if (c != NULL && RelFileNodeEquals(c->node, node))
+		{
+			if (c->buildid == info->rotseed + info->codegen && c->codesize == info->codesize &&
+				c->K == info->K)
+			{
+				c->lastuse = ++omen_cache_tick;
+				return c;
+			}
+			OmenCodeCacheFree(i);
+		}
+	}
+	for (int i = 0; i < OMEN_MAX_CODE_CACHES; i++)
+	{
+		if (omen_caches[i] == NULL)
+		{
+			victim = i;
+			break;
+		}
+		if (omen_caches[i]->lastuse < omen_caches[victim]->lastuse)
+			victim = i;
+	}
+	OmenCodeCacheFree(victim);
+	omen_caches[victim] = MemoryContextAllocZero(TopMemoryContext, sizeof(OmenCodeCache));
+	omen_caches[victim]->node = node;
+	omen_caches[victim]->buildid = info->rotseed + info->codegen;
+	omen_caches[victim]->codesize = info->codesize;
+	omen_caches[victim]->K = info->K;
+	omen_caches[victim]->lastuse = ++omen_cache_tick;
+	return omen_caches[victim];
+}
+
+/*
+ * Copy extent x's codes into the cache, growing it if the budget allows.
+ * Returns false if it does not.
+ */
+static bool
+OmenCodeCacheFill(OmenReader *r, OmenCodeCache *c, uint32 x)
+{
+	OmenIndexInfo *info = r->info;
+	Size		extbytes = (Size) c->K * c->codesize;
+	uint8	   *dst;
+	BlockNumber start;
+
+	if (x >= c->nalloc)
+	{
+		uint32		want = Max(x + 1, Max(c->nalloc * 2, 16));
+		Size		budget = (Size) omen_code_cache_mb * 1024 * 1024;
+		Size		others = OmenCodeCacheBytes() - c->bytes;
+
+		if (others + (Size) (x + 1) * extbytes > budget)
+			return false;
+		if (others + (Size) want * extbytes > budget)
+			want = (budget - others) / extbytes;
+		if (c->codes == NULL)
+		{
+			c->codes = MemoryContextAllocHuge(TopMemoryContext, (Size) want * extbytes);
+			c->filled = MemoryContextAllocZero(TopMemoryContext, want);
+		}
+		else
+		{
+			c->codes = repalloc_huge(c->codes, (Size) want * extbytes);
+			c->filled = repalloc(c->filled, want);
+			memset(c->filled + c->nalloc, 0, want - c->nalloc);
+		}
+		c->nalloc = want;
+		c->bytes = (Size) want * extbytes;
+	}
+
+	start = OmenExtentStart(info, x);
+	dst = c->codes + (Size) x * extbytes;
+	for (int p = 0; p < info->C; p++)
+	{
+		Buffer		buf = ReadBuffer(r->index, start + p);
+		Page		page;
+		Size		n = Min((Size) OMEN_AREA_SPACE, extbytes - (Size) p * OMEN_AREA_SPACE);
+
+		r->pages++;
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		OmenCheckPage(r->index, page, start + p, OMEN_PAGE_CODE);
+		memcpy(dst + (Size) p * OMEN_AREA_SPACE, PageGetContents(page), n);
+		UnlockReleaseBuffer(buf);
+	}
+	c->filled[x] = true;
+	return true;
+}
+
 /* ---- page reader ---- */
 
 void
@@ -136,6 +296,7 @@ OmenReaderInit(OmenReader *r, OmenIndexInfo *info)
 	r->distances = 0;
 	r->codedists = 0;
 	r->expanded = 0;
+	r->cache = OmenCodeCacheGet(info);
 }
 
 void
@@ -227,9 +388,27 @@ const uint8 *
 OmenReaderCode(OmenReader *r, OmenElem elem)
 {
 	OmenIndexInfo *info = r->info;
-	OmenCodeLoc loc = OmenElemCodeLoc(info, elem);
+	OmenCodeLoc loc;
 	int			left = info->codesize;
 	uint8	   *dst = r->codebuf;
+	OmenCodeCache *c = r->cache;
+
+	if (c != NULL)
+	{
+		uint32		x = elem / c->K;
+		const uint8 *p = c->codes + (Size) elem * c->codesize;
+
+		if (x < c->nalloc && c->filled[x] && (*(const uint16 *) p & OMEN_CODE_VALID))
+			return p;
+		if (OmenCodeCacheFill(r, c, x))
+		{
+			p = c->codes + (Size) elem * c->codesize;
+			if (*(const uint16 *) p & OMEN_CODE_VALID)
+				return p;
+		}
+	}
+
+	loc = OmenElemCodeLoc(info, elem);
 
 	for (;;)
 	{

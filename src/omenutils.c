@@ -167,6 +167,7 @@ OmenInitIndexInfo(OmenIndexInfo *info, Relation index, OmenMetaPage meta)
 	info->G = meta->extentGraphPages;
 	info->paddims = meta->paddims;
 	info->rotseed = meta->rotseed;
+	info->codegen = meta->codegen;
 	info->centroidBlk = meta->centroidBlk;
 	info->mcxt = CurrentMemoryContext;
 	info->ndirpages = meta->ndirpages;
