@@ -63,6 +63,18 @@ CREATE FUNCTION omen_vector_cosine_metric(internal) RETURNS internal
 CREATE FUNCTION omen_vector_l1_metric(internal) RETURNS internal
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+CREATE FUNCTION omen_halfvec_l2_metric(internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION omen_halfvec_ip_metric(internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION omen_halfvec_cosine_metric(internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION omen_halfvec_l1_metric(internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- Introspection
 
 CREATE FUNCTION omen_simd_level() RETURNS text
@@ -117,3 +129,31 @@ CREATE OPERATOR CLASS vector_l1_ops
 	OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
 	FUNCTION 1 omen_l1_distance(vector, vector),
 	FUNCTION 2 omen_vector_l1_metric(internal);
+
+-- Operator classes on pgvector's halfvec type.  Their distance support
+-- functions are pgvector's own: omen reads halfvec values itself and
+-- computes distances on them as float32.
+
+CREATE OPERATOR CLASS halfvec_l2_ops
+	FOR TYPE halfvec USING omen AS
+	OPERATOR 1 <-> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 l2_distance(halfvec, halfvec),
+	FUNCTION 2 omen_halfvec_l2_metric(internal);
+
+CREATE OPERATOR CLASS halfvec_ip_ops
+	FOR TYPE halfvec USING omen AS
+	OPERATOR 1 <#> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 halfvec_negative_inner_product(halfvec, halfvec),
+	FUNCTION 2 omen_halfvec_ip_metric(internal);
+
+CREATE OPERATOR CLASS halfvec_cosine_ops
+	FOR TYPE halfvec USING omen AS
+	OPERATOR 1 <=> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 cosine_distance(halfvec, halfvec),
+	FUNCTION 2 omen_halfvec_cosine_metric(internal);
+
+CREATE OPERATOR CLASS halfvec_l1_ops
+	FOR TYPE halfvec USING omen AS
+	OPERATOR 1 <+> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 l1_distance(halfvec, halfvec),
+	FUNCTION 2 omen_halfvec_l1_metric(internal);

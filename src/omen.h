@@ -498,6 +498,7 @@ typedef struct OmenReader
 	OmenSlot	slot;			/* one slot, for copies */
 	uint32	   *upper;			/* one level's list: count + m */
 	struct OmenCodeCache *cache;	/* backend-local copy of codes, or NULL */
+	struct OmenHeapFetch *heapfetch;	/* vectors = heap: reads the table */
 	/* statistics, for omen_last_scan() */
 	uint64		pages;			/* buffers pinned (pin cache misses) */
 	uint64		distances;		/* full-precision distances computed */
@@ -512,6 +513,9 @@ extern bool OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out);
 extern int	OmenReadNeighbors(OmenReader *r, OmenElem elem, const OmenSlot slot,
 							  int level, OmenElem *out);
 extern const uint8 *OmenReaderCode(OmenReader *r, OmenElem elem);
+extern void OmenReaderHeapBegin(OmenReader *r, Relation heap);
+extern void OmenReaderHeapEnd(OmenReader *r);
+extern void OmenReaderPrefetch(OmenReader *r, OmenElem elem);
 extern float OmenExactDistance(OmenReader *r, OmenElem elem, const OmenSlot slot,
 							   const OmenQueryPrep *qp);
 extern const float *OmenSlotVector(OmenReader *r, OmenElem elem, const OmenSlot slot,

@@ -908,6 +908,12 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 				 errmsg("column cannot have more than %d dimensions for omen index",
 						OMEN_MAX_DIM)));
 
+	if (opts && opts->vectors == OMEN_VECTORS_HEAP && index->rd_index->indkey.values[0] == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("vectors = heap is not supported for an index on an expression"),
+				 errhint("Keep the vectors in the index (vectors = index).")));
+
 	meta->magic = OMEN_MAGIC;
 	meta->version = OMEN_FORMAT_VERSION;
 	meta->dims = bs->dims;

@@ -122,6 +122,8 @@ omenrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int no
 	OmenScanOpaque so = (OmenScanOpaque) scan->opaque;
 
 	OmenScanPublishStats(so);
+	if (so->phase != OMEN_SCAN_START)
+		OmenReaderHeapEnd(&so->reader);
 	MemoryContextReset(so->ctx);
 	so->phase = OMEN_SCAN_START;
 
@@ -146,6 +148,7 @@ OmenScanStart(IndexScanDesc scan)
 	OmenReadMetaPage(index, &so->meta);
 	OmenInitIndexInfo(&so->info, index, &so->meta);
 	OmenReaderInit(&so->reader, &so->info);
+	OmenReaderHeapBegin(&so->reader, scan->heapRelation);
 	so->havelast = false;
 	so->swept = false;
 	so->nsegs = so->meta.nsegments;
@@ -545,6 +548,8 @@ omenendscan(IndexScanDesc scan)
 	OmenScanOpaque so = (OmenScanOpaque) scan->opaque;
 
 	OmenScanPublishStats(so);
+	if (so->phase != OMEN_SCAN_START)
+		OmenReaderHeapEnd(&so->reader);
 	MemoryContextDelete(so->ctx);
 	if (so->nulltup)
 		pfree(so->nulltup);

@@ -18,9 +18,12 @@
  */
 #include "postgres.h"
 
+#include "access/tableam.h"
 #include "common/hashfn.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "omen.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -297,6 +300,7 @@ OmenReaderInit(OmenReader *r, OmenIndexInfo *info)
 	r->codedists = 0;
 	r->expanded = 0;
 	r->cache = OmenCodeCacheGet(info);
+	r->heapfetch = NULL;
 }
 
 void
@@ -375,6 +379,25 @@ OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out)
 						RelationGetRelationName(r->index)),
 				 errdetail("Block %u, slot %d.", blk, slotno)));
 	return true;
+}
+
+/*
+ * Ask the CPU to start loading an element's code, if it is in the local
+ * cache (prefetching shared buffers would need a pin first).
+ */
+void
+OmenReaderPrefetch(OmenReader *r, OmenElem elem)
+{
+	OmenCodeCache *c = r->cache;
+
+	if (c != NULL && elem / c->K < c->nalloc)
+	{
+		const char *p = (const char *) c->codes + (Size) elem * c->codesize;
+		int			lines = Min(c->codesize, 256);
+
+		for (int off = 0; off < lines; off += 64)
+			__builtin_prefetch(p + off);
+	}
 }
 
 /*
@@ -562,9 +585,80 @@ OmenSlotVector(OmenReader *r, OmenElem elem, const OmenSlot slot, float *dest, f
 }
 
 /*
+ * Reading full vectors from the table, for an index built with
+ * vectors = heap.  The TID in a slot is the root of a HOT chain whose
+ * versions all hold the same indexed vector, so any version will do:
+ * SnapshotAny.
+ */
+typedef struct OmenHeapFetch
+{
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	AttrNumber	attno;
+} OmenHeapFetch;
+
+void
+OmenReaderHeapBegin(OmenReader *r, Relation heap)
+{
+	OmenHeapFetch *hf;
+	AttrNumber	attno = r->index->rd_index->indkey.values[0];
+
+	if (r->info->quantizer == OMEN_QUANT_NONE || r->info->vectors != OMEN_VECTORS_HEAP ||
+		heap == NULL || attno == 0)
+		return;
+	hf = palloc(sizeof(OmenHeapFetch));
+	hf->fetch = table_index_fetch_begin(heap);
+	hf->slot = table_slot_create(heap, NULL);
+	hf->attno = attno;
+	r->heapfetch = hf;
+}
+
+void
+OmenReaderHeapEnd(OmenReader *r)
+{
+	if (r->heapfetch == NULL)
+		return;
+	table_index_fetch_end(r->heapfetch->fetch);
+	ExecDropSingleTupleTableSlot(r->heapfetch->slot);
+	r->heapfetch = NULL;
+}
+
+/* The exact distance to a row's vector in the table; NaN if it is gone */
+static float
+OmenHeapDistance(OmenReader *r, const OmenSlot slot, const OmenQueryPrep *qp)
+{
+	OmenHeapFetch *hf = r->heapfetch;
+	ItemPointerData tid = slot->heaptid;
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		isnull;
+	Datum		value;
+	const float *v;
+	int			dims;
+	float		d;
+
+	r->distances++;
+	if (!table_index_fetch_tuple(hf->fetch, &tid, SnapshotAny, hf->slot, &call_again, &all_dead))
+		return get_float4_nan();
+	value = slot_getattr(hf->slot, hf->attno, &isnull);
+	if (isnull)
+	{
+		ExecClearTuple(hf->slot);
+		return get_float4_nan();
+	}
+	v = OmenDatumValues(r->info->elemtype, value, &dims);
+	if (dims != r->info->dims)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %d dimensions, not %d", r->info->dims, dims)));
+	d = OmenDistance(r->info->metric, &qp->q, v, OmenNorm(v, dims), dims);
+	ExecClearTuple(hf->slot);
+	return d;
+}
+
+/*
  * The exact distance between the query and an element: from its code for
- * "none", else from its full vector.  An index that keeps its vectors in
- * the heap has no exact distance here; the code's estimate is returned.
+ * "none", else from its full vector, in the index or in the table.
  */
 float
 OmenExactDistance(OmenReader *r, OmenElem elem, const OmenSlot slot, const OmenQueryPrep *qp)
@@ -575,8 +669,14 @@ OmenExactDistance(OmenReader *r, OmenElem elem, const OmenSlot slot, const OmenQ
 	float		d;
 	float		norm;
 
-	if (r->info->quantizer == OMEN_QUANT_NONE || slot->vecblk == InvalidBlockNumber)
+	if (r->info->quantizer == OMEN_QUANT_NONE)
 		return OmenCodeDistance(r->info, qp, OmenReaderCode(r, elem));
+	if (slot->vecblk == InvalidBlockNumber)
+	{
+		if (r->heapfetch != NULL)
+			return OmenHeapDistance(r, slot, qp);
+		return OmenCodeDistance(r->info, qp, OmenReaderCode(r, elem));
+	}
 
 	r->distances++;
 	chunk = OmenLockChunk(r, slot->vecblk, slot->vecoff, dims, &buf);
@@ -709,6 +809,7 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 		OmenVisitEntry *e;
 		OmenSlot	slot = r->slot;
 		int			n;
+		int			m;
 
 		if (s->W.n >= ef && OmenDistLess(OmenHeapTop(&s->W)->dist, c.dist))
 			break;
@@ -723,12 +824,23 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 			continue;
 		r->expanded++;
 		n = OmenReadNeighbors(r, c.elem, slot, s->level, s->nbrs);
+
+		/*
+		 * Drop the neighbours seen before, and start fetching the codes of
+		 * the others: their distances are memory-bound, and by the time
+		 * the loop below reaches them they are in cache.
+		 */
+		m = 0;
 		for (int i = 0; i < n; i++)
 		{
-			if (s->nbrs[i] == OMEN_INVALID_ELEM)
+			if (s->nbrs[i] == OMEN_INVALID_ELEM ||
+				omenvisit_lookup(s->visited, s->nbrs[i]) != NULL)
 				continue;
-			OmenLayerVisit(s, r, q, s->nbrs[i], ef);
+			s->nbrs[m++] = s->nbrs[i];
+			OmenReaderPrefetch(r, s->nbrs[i]);
 		}
+		for (int i = 0; i < m; i++)
+			OmenLayerVisit(s, r, q, s->nbrs[i], ef);
 	}
 }
 

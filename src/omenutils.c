@@ -38,7 +38,7 @@ OmenGetMetricInfo(Relation index)
 	info = (const OmenMetricInfo *) DatumGetPointer(FunctionCall1(proc, PointerGetDatum(NULL)));
 	if (info == NULL ||
 		info->metric < OMEN_METRIC_L2 || info->metric > OMEN_METRIC_L1 ||
-		info->elemtype != OMEN_TYPE_VECTOR)
+		(info->elemtype != OMEN_TYPE_VECTOR && info->elemtype != OMEN_TYPE_HALFVEC))
 		elog(ERROR, "omen metric support procedure returned an invalid description");
 	return info;
 }
