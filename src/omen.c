@@ -38,6 +38,7 @@ static relopt_kind omen_relopt_kind;
 
 double		omen_rerank_factor = 2.0;
 int			omen_code_cache_mb = 128;
+char	   *omen_debug_wait_point = NULL;
 
 /* not copied by add_enum_reloption: must be static */
 static relopt_enum_elt_def omen_quantizer_values[] = {
@@ -108,6 +109,12 @@ _PG_init(void)
 							"Searches read codes from this copy instead of shared buffers. 0 turns it off.",
 							&omen_code_cache_mb, 128, 0, INT_MAX / 2,
 							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("omen.debug_wait_point",
+							   "Makes a backend wait at a named point inside omen, for concurrency tests.",
+							   "The backend waits for the advisory lock hashtext(name). See src/README.",
+							   &omen_debug_wait_point, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("omen.simd",
 							 "Highest SIMD implementation of the distance kernels to use.",

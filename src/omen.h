@@ -282,6 +282,7 @@ typedef struct OmenOptions
 extern int	omen_ef_search;
 extern double omen_rerank_factor;
 extern int	omen_code_cache_mb;
+extern char *omen_debug_wait_point;
 
 /*
  * Per-index information derived from the catalogs and the metapage, built
@@ -450,6 +451,7 @@ extern BlockNumber OmenExtentStart(OmenIndexInfo *info, uint32 x);
 extern void OmenElemSlotLoc(OmenIndexInfo *info, OmenElem e, BlockNumber *blk, int *slotno);
 extern OmenCodeLoc OmenElemCodeLoc(OmenIndexInfo *info, OmenElem e);
 extern float *OmenReadAux(Relation index, BlockNumber blk, int n);
+extern void OmenWaitPoint(const char *name);
 
 /* omensearch.c: graph search on pages, shared by scans and inserts */
 

@@ -798,12 +798,14 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 	OmenWriteUpper(index, &info, &meta, level, &links, &upperblk, &upperoff);
 
 	elem = OmenAllocElement(index, &info);
+	OmenWaitPoint("insert-after-alloc");
 	code = palloc(info.codesize);
 	OmenEncode(&info, v, q.q.norm, code);
 	slot = palloc(info.slotsize);
 	OmenFillSlot(slot, &info, 0, level, segment, nograph, tid, vecblk, vecoff,
 				 upperblk, upperoff, &links);
 	OmenWriteElement(index, &info, elem, code, slot);
+	OmenWaitPoint("insert-after-slot");
 
 	if (firstlock)
 	{
@@ -821,6 +823,7 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 		}
 	}
 	OmenReaderRelease(&reader);
+	OmenWaitPoint("insert-after-links");
 
 	if (!nograph && level > seg.entrylevel)
 		OmenUpdateEntry(index, segment, elem, level);

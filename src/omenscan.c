@@ -493,6 +493,8 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 		pgstat_count_index_scan(scan->indexRelation);
 		OmenScanStart(scan);
 	}
+	else
+		OmenWaitPoint("scan-next");
 
 	while (OmenScanNext(so, &c))
 	{

@@ -21,6 +21,9 @@
 #include "storage/freespace.h"
 #include "storage/indexfsm.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/rel.h"
@@ -394,4 +397,27 @@ OmenNewBuffer(Relation index, ForkNumber fork)
 		UnlockRelationForExtension(index, ExclusiveLock);
 
 	return buf;
+}
+
+/*
+ * A named wait point, for concurrency tests.  When omen.debug_wait_point
+ * names this point, the backend takes and releases a share lock on the
+ * advisory lock pg_advisory_lock(hashtext(name)), so a test session that
+ * holds that lock stops us here, where isolationtester can see us waiting,
+ * and lets us go when it releases it.  A single test of an empty string
+ * otherwise.
+ */
+void
+OmenWaitPoint(const char *name)
+{
+	LOCKTAG		tag;
+	int64		key;
+
+	if (omen_debug_wait_point == NULL || omen_debug_wait_point[0] == '\0' ||
+		strcmp(omen_debug_wait_point, name) != 0)
+		return;
+	key = (int32) DatumGetUInt32(hash_any((const unsigned char *) name, strlen(name)));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key, 1);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
 }

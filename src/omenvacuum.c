@@ -124,7 +124,10 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			UnlockReleaseBuffer(buf);
 		}
 		if (ndeleted > 0)
+		{
+			OmenWaitPoint("vacuum-after-slots");
 			OmenMarkCodesDeleted(info, &oi, deleted, ndeleted);
+		}
 	}
 	stats->num_pages = RelationGetNumberOfBlocks(index);
 	pfree(deleted);
