@@ -59,7 +59,7 @@ CREATE INDEX small_l2 ON small USING omen (v);
 SELECT id FROM small ORDER BY v <-> '[1,1,1]' LIMIT 5;
 INSERT INTO small VALUES (1, '[1,1,1]'), (2, NULL), (3, '[2,2,2]'), (4, '[0,0,0]');
 SET enable_seqscan = off;
-SELECT id FROM small ORDER BY v <-> '[1,1,1]' LIMIT 5;
+SELECT id FROM small ORDER BY v <-> '[1.1,1.1,1.1]' LIMIT 5;
 SELECT count(*) FROM (SELECT id FROM small ORDER BY v <-> NULL LIMIT 5) s;
 EXPLAIN (COSTS OFF) SELECT id FROM small ORDER BY v <-> NULL LIMIT 5;
 

@@ -493,6 +493,7 @@ typedef struct OmenReader
 {
 	Relation	index;
 	OmenIndexInfo *info;
+	int			npins;			/* cache size in use: see OmenReaderInit */
 	BlockNumber blks[OMEN_PIN_CACHE_SIZE];
 	Buffer		bufs[OMEN_PIN_CACHE_SIZE];
 	float	   *scratch;		/* dims floats, for chained vectors */

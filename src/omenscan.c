@@ -44,14 +44,26 @@ typedef struct OmenScanItem
 	ItemPointerData tid;
 } OmenScanItem;
 
-/* The search state of one segment */
+/* A min-heap of re-ranked candidates, by exact distance */
+typedef struct OmenItemHeap
+{
+	OmenScanItem *items;
+	int			n;
+	int			cap;
+} OmenItemHeap;
+
+/*
+ * The search state of one segment.  R holds what the graph search found
+ * and nobody has re-ranked yet, by code distance; P what has been
+ * re-ranked and not returned, by exact distance.
+ */
 typedef struct OmenSegScan
 {
 	OmenLayerSearch s;
 	int			ef;
-	OmenScanItem *batch;		/* re-ranked, not yet returned, sorted */
-	int			nbatch;
-	int			pos;
+	OmenHeap	R;
+	OmenItemHeap P;
+	int			mustrerank;		/* still to re-rank before P may go out */
 	bool		started;
 	bool		exhausted;
 } OmenSegScan;
@@ -189,6 +201,7 @@ OmenScanStart(IndexScanDesc scan)
 		OmenElem	ep;
 
 		OmenLayerInit(&ss->s, &so->reader, 0);
+		OmenHeapInit(&ss->R, 64, false);
 		ss->s.segment = i;
 		ss->ef = omen_ef_search;
 		if (sd->entry == OMEN_INVALID_ELEM)
@@ -215,135 +228,162 @@ OmenScanItemCmp(const void *a, const void *b)
 	return (x->elem > y->elem) - (x->elem < y->elem);
 }
 
-static int
-OmenCandCmp(const void *a, const void *b)
+static void
+OmenItemHeapPush(OmenItemHeap *h, const OmenScanItem *item)
 {
-	const OmenCand *x = a;
-	const OmenCand *y = b;
+	int			i;
 
-	if (OmenDistLess(x->dist, y->dist))
-		return -1;
-	if (OmenDistLess(y->dist, x->dist))
-		return 1;
-	return (x->elem > y->elem) - (x->elem < y->elem);
+	if (h->n == h->cap)
+	{
+		h->cap = Max(16, h->cap * 2);
+		h->items = h->items ? repalloc_huge(h->items, sizeof(OmenScanItem) * h->cap) :
+			palloc(sizeof(OmenScanItem) * h->cap);
+	}
+	i = h->n++;
+	h->items[i] = *item;
+	while (i > 0 && OmenScanItemCmp(&h->items[i], &h->items[(i - 1) / 2]) < 0)
+	{
+		OmenScanItem tmp = h->items[i];
+
+		h->items[i] = h->items[(i - 1) / 2];
+		h->items[(i - 1) / 2] = tmp;
+		i = (i - 1) / 2;
+	}
+}
+
+static OmenScanItem
+OmenItemHeapPop(OmenItemHeap *h)
+{
+	OmenScanItem top = h->items[0];
+	int			i = 0;
+
+	h->items[0] = h->items[--h->n];
+	for (;;)
+	{
+		int			l = 2 * i + 1;
+		int			best = i;
+		OmenScanItem tmp;
+
+		if (l < h->n && OmenScanItemCmp(&h->items[l], &h->items[best]) < 0)
+			best = l;
+		if (l + 1 < h->n && OmenScanItemCmp(&h->items[l + 1], &h->items[best]) < 0)
+			best = l + 1;
+		if (best == i)
+			break;
+		tmp = h->items[i];
+		h->items[i] = h->items[best];
+		h->items[best] = tmp;
+		i = best;
+	}
+	return top;
 }
 
 /*
- * Re-rank a segment's best candidates not yet handed out: the current best
- * ef (W), plus, for a quantized index, the next best by code distance
- * found on the way (D) up to ef * omen.rerank_factor in all.  Their exact
- * distances order the batch.
+ * After a round of graph search: everything it found that is not
+ * re-ranked yet (the best ef in W, the rest in D) goes to R.
  */
 static void
-OmenSegRerank(OmenScanOpaque so, OmenSegScan *ss)
+OmenSegCollect(OmenScanOpaque so, OmenSegScan *ss)
 {
 	OmenLayerSearch *s = &ss->s;
-	int			ncand = 0;
-	int			want = s->W.n;
-	OmenCand   *cands;
-	OmenSlot	slot = so->reader.slot;
+	OmenHeap   *heaps[2] = {&s->W, &s->D};
 
-	if (so->info.quantizer != OMEN_QUANT_NONE)
-		want = (int) Min((double) (INT_MAX / 2), ceil(ss->ef * omen_rerank_factor));
-	cands = palloc(sizeof(OmenCand) * Max(Max(want, s->W.n), 1));
-
-	/* W is small: sort it; then the best of D, from a copy of its heap */
-	memcpy(cands, s->W.items, sizeof(OmenCand) * s->W.n);
-	ncand = s->W.n;
-	qsort(cands, ncand, sizeof(OmenCand), OmenCandCmp);
-	if (want > ncand && s->D.n > 0)
+	ss->R.n = 0;
+	for (int h = 0; h < 2; h++)
 	{
-		OmenHeap	d;
-
-		d.n = s->D.n;
-		d.cap = s->D.n;
-		d.ismax = false;
-		d.items = palloc(sizeof(OmenCand) * d.n);
-		memcpy(d.items, s->D.items, sizeof(OmenCand) * d.n);
-		while (ncand < want && d.n > 0)
+		for (int i = 0; i < heaps[h]->n; i++)
 		{
-			OmenCand	c = OmenHeapPop(&d);
+			OmenCand	c = heaps[h]->items[i];
 			uint8	   *flags = OmenLayerFlags(s, c.elem);
 
 			if (flags && !(*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
-				cands[ncand++] = c;
-		}
-		pfree(d.items);
-	}
-
-	ss->batch = palloc(sizeof(OmenScanItem) * Max(ncand, 1));
-	ss->nbatch = 0;
-	ss->pos = 0;
-	for (int i = 0, taken = 0; i < ncand && taken < want; i++)
-	{
-		uint8	   *flags = OmenLayerFlags(s, cands[i].elem);
-		OmenScanItem *item;
-
-		if (flags == NULL || (*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
-			continue;
-		*flags |= OMEN_VISIT_EMITTED;
-		taken++;
-		if (!OmenReadSlot(&so->reader, cands[i].elem, slot) || (slot->flags & OMEN_SLOT_DELETED))
-			continue;
-		item = &ss->batch[ss->nbatch++];
-		item->elem = cands[i].elem;
-		item->tid = slot->heaptid;
-		if (so->info.quantizer == OMEN_QUANT_NONE)
-			item->dist = cands[i].dist;
-		else
-		{
-			item->dist = OmenExactDistance(&so->reader, cands[i].elem, slot, &so->qp);
-			so->stats.reranked++;
+				OmenHeapPush(&ss->R, c.dist, c.elem);
 		}
 	}
-	qsort(ss->batch, ss->nbatch, sizeof(OmenScanItem), OmenScanItemCmp);
-	pfree(cands);
 }
 
 /*
- * Make sure a segment has something to return, running further rounds of
- * its search as needed.  Returns false once it is exhausted.
+ * Re-rank the best candidate of R: read its slot (for the TID, and to
+ * skip it if it was deleted meanwhile) and its exact distance.
+ */
+static void
+OmenSegRerankOne(OmenScanOpaque so, OmenSegScan *ss)
+{
+	OmenCand	c = OmenHeapPop(&ss->R);
+	uint8	   *flags = OmenLayerFlags(&ss->s, c.elem);
+	OmenSlot	slot = so->reader.slot;
+	OmenScanItem item;
+
+	if (flags == NULL || (*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
+		return;
+	*flags |= OMEN_VISIT_EMITTED;
+	if (!OmenReadSlot(&so->reader, c.elem, slot) || (slot->flags & OMEN_SLOT_DELETED))
+		return;
+	item.elem = c.elem;
+	item.tid = slot->heaptid;
+	if (so->info.quantizer == OMEN_QUANT_NONE)
+		item.dist = c.dist;
+	else
+	{
+		item.dist = OmenExactDistance(&so->reader, c.elem, slot, &so->qp);
+		so->stats.reranked++;
+	}
+	OmenItemHeapPush(&ss->P, &item);
+}
+
+/*
+ * Bring a segment to where its next row is known.  A round of graph search
+ * with list size ef vouches for the candidates within its radius, the
+ * code distance of the worst of its best ef (W); beyond it, a wider round
+ * may still find closer rows.  So the best re-ranked candidate goes out
+ * once it is within the radius and no candidate still to re-rank has a
+ * smaller code distance (code distances estimate exact ones).  Each round
+ * first re-ranks ef * omen.rerank_factor candidates regardless, which is
+ * what trades speed for recall.  When nothing more can go out, the next
+ * round doubles ef; when the graph has nothing left to expand, whatever
+ * remains goes out in order.  Returns false once the segment is exhausted.
  */
 static bool
-OmenSegFill(OmenScanOpaque so, OmenSegScan *ss)
+OmenSegReady(OmenScanOpaque so, OmenSegScan *ss)
 {
-	while (!ss->exhausted && ss->pos >= ss->nbatch)
+	while (!ss->exhausted)
 	{
+		bool		flush = ss->started && ss->s.C.n == 0;
+		float		radius = ss->s.W.n > 0 ? OmenHeapTop(&ss->s.W)->dist : 0;
+
+		if (ss->P.n > 0 && ss->mustrerank <= 0 &&
+			(flush || !OmenDistLess(radius, ss->P.items[0].dist)) &&
+			(ss->R.n == 0 || !OmenDistLess(OmenHeapTop(&ss->R)->dist, ss->P.items[0].dist)))
+			return true;
+		if (ss->R.n > 0 &&
+			(ss->mustrerank > 0 || flush || !OmenDistLess(radius, OmenHeapTop(&ss->R)->dist)))
+		{
+			CHECK_FOR_INTERRUPTS();
+			OmenSegRerankOne(so, ss);
+			ss->mustrerank--;
+			continue;
+		}
+		if (ss->started && flush)
+		{
+			if (ss->P.n > 0)
+				return true;
+			ss->exhausted = true;
+			break;
+		}
+
+		/* nothing more can go out: search wider */
 		if (ss->started)
 		{
-			/* the last round's results are used up: widen the search */
-			if (ss->s.C.n == 0 && ss->s.D.n == 0)
-			{
-				ss->exhausted = true;
-				break;
-			}
 			ss->ef = (ss->ef > INT_MAX / 2) ? INT_MAX : ss->ef * 2;
-			pfree(ss->batch);
 			so->stats.rounds++;
 		}
 		ss->started = true;
 		OmenLayerRun(&ss->s, &so->reader, &so->qp, ss->ef);
-		OmenSegRerank(so, ss);
-
-		/*
-		 * A round that found nothing new, with the frontier empty, ends the
-		 * segment; one that found nothing but has a frontier widens again.
-		 */
-		if (ss->nbatch == 0 && ss->s.C.n == 0)
-		{
-			bool		left = false;
-
-			for (int i = 0; i < ss->s.D.n && !left; i++)
-			{
-				uint8	   *flags = OmenLayerFlags(&ss->s, ss->s.D.items[i].elem);
-
-				left = flags && !(*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP));
-			}
-			if (!left)
-				ss->exhausted = true;
-		}
+		OmenSegCollect(so, ss);
+		ss->mustrerank = so->info.quantizer == OMEN_QUANT_NONE ? 0 :
+			(int) Min((double) (INT_MAX / 2), ceil(ss->ef * omen_rerank_factor));
 	}
-	return !ss->exhausted;
+	return false;
 }
 
 /* Was this element already handed out by its segment's graph search? */
@@ -454,14 +494,14 @@ OmenScanNext(OmenScanOpaque so, OmenScanItem *next)
 		{
 			OmenSegScan *ss = &so->segs[i];
 
-			if (!OmenSegFill(so, ss))
+			if (!OmenSegReady(so, ss))
 				continue;
-			if (best == NULL || OmenDistLess(ss->batch[ss->pos].dist, best->batch[best->pos].dist))
+			if (best == NULL || OmenDistLess(ss->P.items[0].dist, best->P.items[0].dist))
 				best = ss;
 		}
 		if (best != NULL)
 		{
-			*next = best->batch[best->pos++];
+			*next = OmenItemHeapPop(&best->P);
 			return true;
 		}
 		so->phase = OMEN_SCAN_SWEEP;

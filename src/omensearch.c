@@ -22,6 +22,8 @@
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "utils/guc.h"
 #include "omen.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
@@ -286,6 +288,13 @@ OmenReaderInit(OmenReader *r, OmenIndexInfo *info)
 {
 	r->index = info->index;
 	r->info = info;
+
+	/*
+	 * Keep a backend from pinning more than its share of a small buffer
+	 * pool: every backend may be scanning at once.
+	 */
+	r->npins = NBuffers / (2 * (MaxBackends + 1));
+	r->npins = Max(4, Min(OMEN_PIN_CACHE_SIZE, r->npins));
 	for (int i = 0; i < OMEN_PIN_CACHE_SIZE; i++)
 	{
 		r->blks[i] = InvalidBlockNumber;
@@ -319,7 +328,7 @@ OmenReaderRelease(OmenReader *r)
 Buffer
 OmenReaderPin(OmenReader *r, BlockNumber blk)
 {
-	int			i = blk % OMEN_PIN_CACHE_SIZE;
+	int			i = blk % r->npins;
 
 	if (r->blks[i] == blk)
 		return r->bufs[i];
@@ -382,6 +391,44 @@ OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out)
 }
 
 /*
+ * The code of an element, copied into r->codebuf under share locks: the
+ * careful path, for pages an unlocked read found not ready.
+ */
+static pg_noinline const uint8 *
+OmenReaderCodeLocked(OmenReader *r, OmenElem elem)
+{
+	OmenIndexInfo *info = r->info;
+	OmenCodeLoc loc = OmenElemCodeLoc(info, elem);
+	int			left = info->codesize;
+	uint8	   *dst = r->codebuf;
+
+	while (left > 0)
+	{
+		Buffer		buf = OmenReaderPin(r, loc.blk);
+		Page		page;
+		int			n = Min(left, OMEN_AREA_SPACE - loc.off);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+			OmenPageGetOpaque(page)->type != OMEN_PAGE_CODE)
+		{
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+			OmenBadElement(r->index, elem);
+		}
+		memcpy(dst, PageGetContents(page) + loc.off, n);
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		dst += n;
+		left -= n;
+		loc.blk++;
+		loc.off = 0;
+	}
+	if (!(*(const uint16 *) r->codebuf & OMEN_CODE_VALID))
+		OmenBadElement(r->index, elem);
+	return r->codebuf;
+}
+
+/*
  * Ask the CPU to start loading an element's code, if it is in the local
  * cache (prefetching shared buffers would need a pin first).
  */
@@ -432,17 +479,23 @@ OmenReaderCode(OmenReader *r, OmenElem elem)
 	}
 
 	loc = OmenElemCodeLoc(info, elem);
-
 	for (;;)
 	{
 		Buffer		buf = OmenReaderPin(r, loc.blk);
 		Page		page = BufferGetPage(buf);
 		int			n;
 
+		/*
+		 * Without a lock we may see a page that redo on a standby has just
+		 * zeroed before writing its full image, or a code not yet valid:
+		 * read those under a share lock instead.
+		 */
 		if (unlikely(PageIsNew(page) ||
 					 PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
-					 OmenPageGetOpaque(page)->type != OMEN_PAGE_CODE))
-			OmenBadElement(r->index, elem);
+					 OmenPageGetOpaque(page)->type != OMEN_PAGE_CODE ||
+					 (left == info->codesize &&
+					  !(*(const uint16 *) (PageGetContents(page) + loc.off) & OMEN_CODE_VALID))))
+			return OmenReaderCodeLocked(r, elem);
 		if (left == info->codesize && loc.off + left <= OMEN_AREA_SPACE)
 			return (const uint8 *) PageGetContents(page) + loc.off;
 		n = Min(left, OMEN_AREA_SPACE - loc.off);
