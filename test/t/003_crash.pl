@@ -22,8 +22,7 @@
 # "Found through the index" means: a LIMIT 1 index scan for each row's own
 # vector returns that row at distance 0 (the data has no duplicates), index
 # scans return rows in non-decreasing distance, a scan drained to the end
-# returns no row twice and (unquantized indexes: see the known bug below)
-# nearly every row, and after VACUUM the index holds exactly one live
+# returns no row twice and nearly every row, and after VACUUM the index holds exactly one live
 # element per row.
 
 use strict;
@@ -228,23 +227,7 @@ CREATE TABLE probe AS SELECT id, v FROM $table WHERE id % $sample = 0});
 		$short .= "query $qi: $n of $nrows rows\n" if $n < 0.99 * $nrows;
 	}
 	is($twice, '', "$label: drained index scans return no row twice");
-	my $quantized = $node->safe_psql('postgres',
-		"SELECT quantizer <> 'none' FROM omen_index_info('$index')") eq 't';
-	if (!$quantized)
-	{
-		is($short, '', "$label: drained index scans return at least 99% of the $nrows rows");
-	}
-	else
-	{
-		# Known bug, reported, and not a crash issue: with quantized codes
-		# (sq8, bq) a drained scan drops most rows as "found out of order"
-		# (on a fresh bq index of the 9900 bigann rows it returns about
-		# 1600), so a filtered ORDER BY ... LIMIT misses true neighbours.
-		# Commented out until that is fixed:
-		# is($short, '',
-		#	"$label: drained index scans of a quantized index return at least 99% of the $nrows rows");
-		note("$label: quantized index, drained scans:\n$short") if $short;
-	}
+	is($short, '', "$label: drained index scans return at least 99% of the $nrows rows");
 
 	# Elements of transactions the crash aborted point to dead tuples:
 	# VACUUM (forced to clean the index) marks them deleted.
