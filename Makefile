@@ -29,7 +29,7 @@ DATA = sql/omen--$(EXTVERSION).sql
 PGFILEDESC = "omen - HNSW vector index access method"
 
 # pg_regress suites, in sql/ and expected/, run in this order
-REGRESS = vector_distance bad_input omen_index omen_recall omen_quantizers omen_vacuum
+REGRESS = vector_distance bad_input omen_index omen_recall omen_quantizers omen_filter omen_vacuum
 
 PG_CONFIG ?= pg_config
 

@@ -98,7 +98,8 @@ COMMENT ON FUNCTION omen_index_info(regclass) IS 'settings and element counts of
 CREATE FUNCTION omen_last_scan(
 	OUT returned bigint, OUT expanded bigint, OUT code_distances bigint,
 	OUT exact_distances bigint, OUT reranked bigint, OUT pages bigint,
-	OUT segments int, OUT rounds int, OUT dropped bigint, OUT swept bigint)
+	OUT segments int, OUT rounds int, OUT dropped bigint, OUT swept bigint,
+	OUT stopped_by text)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION omen_last_scan() IS 'what the last omen index scan of this session did';

@@ -38,6 +38,8 @@ static relopt_kind omen_relopt_kind;
 
 double		omen_rerank_factor = 2.0;
 int			omen_code_cache_mb = 128;
+int			omen_max_scan_tuples = 100000;
+double		omen_scan_mem_multiplier = 2.0;
 char	   *omen_debug_wait_point = NULL;
 
 /* not copied by add_enum_reloption: must be static */
@@ -102,6 +104,18 @@ _PG_init(void)
 							 "How many candidates a quantized index re-ranks, as a multiple of ef_search.",
 							 "The best candidates by code distance are re-ranked with the full vectors.",
 							 &omen_rerank_factor, 2.0, 1.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("omen.max_scan_tuples",
+							"Maximum number of rows an index scan returns before it stops.",
+							"Bounds the work of a scan under a selective filter. 0 means no limit.",
+							&omen_max_scan_tuples, 100000, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomRealVariable("omen.scan_mem_multiplier",
+							 "Memory an index scan may use, as a multiple of work_mem.",
+							 "A scan that needs more for its visited set and queues stops.",
+							 &omen_scan_mem_multiplier, 2.0, 1.0, 1000.0,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("omen.code_cache",

@@ -282,6 +282,8 @@ typedef struct OmenOptions
 extern int	omen_ef_search;
 extern double omen_rerank_factor;
 extern int	omen_code_cache_mb;
+extern int	omen_max_scan_tuples;
+extern double omen_scan_mem_multiplier;
 extern char *omen_debug_wait_point;
 
 /*
@@ -373,7 +375,11 @@ typedef struct OmenScanStats
 	int32		rounds;			/* rounds after the first */
 	uint64		dropped;		/* rows dropped to keep the order */
 	uint64		swept;			/* rows found by the final sweep */
+	int32		stopped;		/* 0, or why the scan stopped early */
 } OmenScanStats;
+
+#define OMEN_STOP_TUPLES		1	/* omen.max_scan_tuples */
+#define OMEN_STOP_MEMORY		2	/* work_mem * omen.scan_mem_multiplier */
 
 /* omenquant.c */
 extern void OmenComputeLayout(OmenMetaPage meta);

@@ -332,6 +332,23 @@ OmenSegRerankOne(OmenScanOpaque so, OmenSegScan *ss)
 }
 
 /*
+ * Has the scan outgrown its memory bound?  Checked before each widening
+ * round and before the sweep, the steps that grow the scan's state.
+ */
+static bool
+OmenScanOverMemory(OmenScanOpaque so)
+{
+	double		limit = (double) work_mem * 1024.0 * omen_scan_mem_multiplier;
+
+	if ((double) MemoryContextMemAllocated(so->ctx, true) <= limit)
+		return false;
+	so->stats.stopped = OMEN_STOP_MEMORY;
+	so->phase = OMEN_SCAN_DONE;
+	elog(DEBUG1, "omen index scan stopped: it needs more than work_mem * omen.scan_mem_multiplier");
+	return true;
+}
+
+/*
  * Bring a segment to where its next row is known.  A round of graph search
  * with list size ef vouches for the candidates within its radius, the
  * code distance of the worst of its best ef (W); beyond it, a wider round
@@ -374,6 +391,8 @@ OmenSegReady(OmenScanOpaque so, OmenSegScan *ss)
 		/* nothing more can go out: search wider */
 		if (ss->started)
 		{
+			if (OmenScanOverMemory(so))
+				return false;
 			ss->ef = (ss->ef > INT_MAX / 2) ? INT_MAX : ss->ef * 2;
 			so->stats.rounds++;
 		}
@@ -504,12 +523,18 @@ OmenScanNext(OmenScanOpaque so, OmenScanItem *next)
 			*next = OmenItemHeapPop(&best->P);
 			return true;
 		}
+		if (so->phase == OMEN_SCAN_DONE)
+			return false;		/* stopped by a bound */
 		so->phase = OMEN_SCAN_SWEEP;
 	}
 	if (so->phase == OMEN_SCAN_SWEEP)
 	{
 		if (!so->swept)
+		{
+			if (!so->nullquery && OmenScanOverMemory(so))
+				return false;
 			OmenSweepCollect(so);
+		}
 		if (so->sweeppos < so->nsweep)
 		{
 			*next = so->sweep[so->sweeppos++];
@@ -536,7 +561,7 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 	else
 		OmenWaitPoint("scan-next");
 
-	while (OmenScanNext(so, &c))
+	while (so->phase != OMEN_SCAN_DONE && OmenScanNext(so, &c))
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (!so->nullquery && so->havelast && OmenDistLess(c.dist, so->lastdist))
@@ -574,6 +599,14 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 		}
 		so->stats.returned++;
 		found = true;
+		if (omen_max_scan_tuples > 0 && so->stats.returned >= (uint64) omen_max_scan_tuples)
+		{
+			/* this row still goes out; the next call ends the scan */
+			so->stats.stopped = OMEN_STOP_TUPLES;
+			so->phase = OMEN_SCAN_DONE;
+			elog(DEBUG1, "omen index scan stopped after %d rows (omen.max_scan_tuples)",
+				 omen_max_scan_tuples);
+		}
 		break;
 	}
 
@@ -609,8 +642,9 @@ Datum
 omen_last_scan(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[10];
-	bool		nulls[10] = {false};
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	static const char *const reasons[] = {NULL, "max_scan_tuples", "memory"};
 	OmenScanStats *st = &omen_last_stats;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -625,5 +659,9 @@ omen_last_scan(PG_FUNCTION_ARGS)
 	values[7] = Int32GetDatum(st->rounds);
 	values[8] = Int64GetDatum((int64) st->dropped);
 	values[9] = Int64GetDatum((int64) st->swept);
+	if (st->stopped > 0)
+		values[10] = CStringGetTextDatum(reasons[st->stopped]);
+	else
+		nulls[10] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -2,7 +2,10 @@
  *
  * omenverify.c
  *	  SQL functions that look inside an omen index: omen_index_info()
- *	  reports what the metapage and the graph pages hold.
+ *	  reports what the metapage and the graph pages hold; omen_verify()
+ *	  checks every page, slot, code and neighbour list, in the manner of
+ *	  contrib/amcheck, and optionally that every row of the table is
+ *	  indexed.
  *
  * IDENTIFICATION
  *	  src/omenverify.c
@@ -11,18 +14,28 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xlog.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "commands/defrem.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "omen.h"
+#include "port/pg_bitutils.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 /*
  * Open an index by OID, checking that it is an omen index that this
