@@ -12,10 +12,14 @@ SET enable_seqscan = off;
 -- before VACUUM: dead rows are filtered by the heap
 SELECT count(*) FROM old o WHERE (SELECT i.id FROM items i ORDER BY i.v <-> o.v LIMIT 1) % 2 = 0;
 VACUUM items;
+-- the deleted elements are unlinked and their slots freed
 SELECT elements, deleted_elements FROM omen_index_info('items_idx');
+SELECT pages AS pages_before FROM omen_index_info('items_idx') \gset
 
 -- new rows far away from everything, in the freed line pointers
 INSERT INTO items SELECT 100000 + i, '[1000,1000,1000]' FROM generate_series(1, 2500) i;
+-- the new rows reuse the freed slots: the index does not grow
+SELECT pages <= :pages_before + 2 AS reused FROM omen_index_info('items_idx');
 SELECT count(*) > 0 AS tids_recycled FROM items WHERE id > 100000 AND ctid IN (SELECT tid FROM old);
 -- every old vector's nearest row is a live, near row, never a far one
 SELECT count(*) AS wrong FROM old o
@@ -35,6 +39,40 @@ SELECT id FROM items ORDER BY v <-> '[1,2,3]' LIMIT 10;
 RESET enable_seqscan;
 
 DROP TABLE items, old;
+
+-- recall after deleting half the rows of a real data set, and index size
+-- over repeated delete / vacuum / insert cycles
+CREATE TABLE glove (id int PRIMARY KEY, v vector(100)) WITH (autovacuum_enabled = off);
+\copy glove FROM 'data/glove_base.tsv'
+CREATE TABLE glove_q (id int PRIMARY KEY, v vector(100));
+\copy glove_q FROM 'data/glove_query.tsv'
+CREATE INDEX glove_idx ON glove USING omen (v vector_cosine_ops);
+DELETE FROM glove WHERE id % 2 = 0;
+VACUUM glove;
+SET enable_seqscan = off;
+SET enable_indexscan = off;
+CREATE TABLE glove_gt AS
+	SELECT q.id, ARRAY(SELECT s.id FROM glove s ORDER BY s.v <=> q.v LIMIT 10) AS ids FROM glove_q q;
+SET enable_indexscan = on;
+SELECT avg((SELECT count(*) FROM unnest(ARRAY(SELECT s.id FROM glove s ORDER BY s.v <=> q.v LIMIT 10)) r
+			WHERE r = ANY (g.ids)) / 10.0) >= 0.95 AS recall_after_delete
+FROM glove_q q JOIN glove_gt g USING (id);
+SELECT pages AS glove_pages FROM omen_index_info('glove_idx') \gset
+CREATE TEMP TABLE src (id int, v vector(100));
+\copy src FROM 'data/glove_base.tsv'
+DO $$
+BEGIN
+	FOR round IN 1..4 LOOP
+		DELETE FROM glove WHERE id % 5 = round;
+		INSERT INTO glove SELECT id, v FROM src WHERE id % 2 = 0 AND id % 5 = round;
+	END LOOP;
+END $$;
+VACUUM glove;
+INSERT INTO glove SELECT s.id, s.v FROM src s WHERE NOT EXISTS (SELECT 1 FROM glove g WHERE g.id = s.id) AND s.id % 5 = 0;
+SELECT pages <= :glove_pages * 1.2 AS bounded_growth, elements = (SELECT count(*) FROM glove) AS counts_match
+FROM omen_index_info('glove_idx');
+RESET enable_seqscan;
+DROP TABLE glove, glove_q, glove_gt, src;
 
 DROP EXTENSION omen;
 DROP EXTENSION vector;

@@ -140,7 +140,8 @@ typedef struct OmenMetricInfo
  */
 typedef struct OmenPageOpaqueData
 {
-	BlockNumber nextblkno;		/* aux pages: next page of the chain */
+	BlockNumber nextblkno;		/* aux pages: next page of the chain;
+								 * graph pages: number of their extent */
 	uint16		type;			/* OMEN_PAGE_* */
 	uint16		nslots;			/* graph pages: number of slots */
 	uint16		unused;
@@ -234,6 +235,8 @@ typedef OmenSlotData *OmenSlot;
 #define OMEN_SLOT_DELETED		0x02	/* heap tuple gone: never returned */
 #define OMEN_SLOT_NOGRAPH		0x04	/* not linked (e.g. zero vector under
 										 * cosine): found only by sweeping */
+#define OMEN_SLOT_RESERVED		0x08	/* freed slot taken by an insert that
+										 * has not written it yet */
 
 #define OmenSlotSize(m)			MAXALIGN(offsetof(OmenSlotData, neighbors) + sizeof(OmenElem) * 2 * (m))
 #define OmenPageGetSlot(page, slotsize, i) \
@@ -562,6 +565,8 @@ extern int	OmenLayerResults(OmenLayerSearch *s, OmenCand *out);
 extern OmenElem OmenDescend(OmenReader *r, const OmenQueryPrep *q, OmenElem entry,
 							int fromlevel, int tolevel);
 
+extern int	OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands,
+								int ncand, int maxkeep, OmenElem *out, float *outdist);
 extern int	OmenSelectNeighbors(OmenMetric metric, int dims, int ncand,
 								const float *cdist, const float *const *cvec,
 								const float *cnorm, int maxkeep, int *keep);

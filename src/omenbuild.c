@@ -465,6 +465,7 @@ BuildNewExtent(OmenBuildState *bs)
 									 meta->extentElems - g * meta->slotsperpage);
 
 			OmenPageGetOpaque(page)->nslots = nslots;
+			OmenPageGetOpaque(page)->nextblkno = x;	/* graph pages: extent */
 			((PageHeader) page)->pd_lower += nslots * meta->slotsize;
 		}
 		BuildFinishPage(buf);

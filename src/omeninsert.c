@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "omen.h"
 #include "storage/bufmgr.h"
+#include "storage/indexfsm.h"
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -240,6 +241,7 @@ OmenAddExtent(Relation index, OmenMetaPage meta, bool *newdir, BlockNumber *dirb
 
 				OmenInitPage(page, OMEN_PAGE_GRAPH);
 				OmenPageGetOpaque(page)->nslots = nslots;
+				OmenPageGetOpaque(page)->nextblkno = x;	/* graph pages: extent */
 				memset(PageGetContents(page), 0, nslots * meta->slotsize);
 				((PageHeader) page)->pd_lower += nslots * meta->slotsize;
 			}
@@ -269,6 +271,82 @@ OmenAddExtent(Relation index, OmenMetaPage meta, bool *newdir, BlockNumber *dirb
 	*dirblk = BufferGetBlockNumber(dbuf);
 	UnlockReleaseBuffer(dbuf);
 	pfree(bufs);
+}
+
+/*
+ * Take a slot that VACUUM freed, if the free space map knows a graph page
+ * with one.  The slot is marked reserved at once (WAL-logged), so that no
+ * other insert takes it; the page goes back to the free space map if it
+ * has more.  Element numbers at or past nextElem are never taken here:
+ * they belong to the allocator.  Returns OMEN_INVALID_ELEM if none.
+ */
+static OmenElem
+OmenReuseElement(Relation index, OmenIndexInfo *info, OmenElem nextElem)
+{
+	for (int attempt = 0; attempt < 4; attempt++)
+	{
+		BlockNumber blk = GetFreeIndexPage(index);
+		Buffer		buf;
+		Page		page;
+		uint32		x;
+		BlockNumber start;
+		int			g;
+		int			found = -1;
+		int			more = 0;
+
+		if (blk == InvalidBlockNumber || blk >= RelationGetNumberOfBlocks(index))
+			return OMEN_INVALID_ELEM;
+
+		/* which extent: read it under a share lock, then find its start */
+		buf = ReadBuffer(index, blk);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
+			OmenPageGetOpaque(page)->type != OMEN_PAGE_GRAPH ||
+			OmenPageGetOpaque(page)->nextblkno >= (nextElem + info->K - 1) / info->K)
+		{
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
+		x = OmenPageGetOpaque(page)->nextblkno;
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		start = OmenExtentStart(info, x);
+		g = (int) blk - (int) start - info->C;
+		if (g < 0 || g >= info->G)
+		{
+			ReleaseBuffer(buf);
+			continue;
+		}
+
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		page = BufferGetPage(buf);
+		for (int s = 0; s < Min(OmenPageGetOpaque(page)->nslots, info->slotsperpage); s++)
+		{
+			OmenSlot	slot = OmenPageGetSlot(page, info->slotsize, s);
+			OmenElem	e = x * info->K + g * info->slotsperpage + s;
+
+			if (slot->flags != 0 || e >= nextElem)
+				continue;
+			if (found < 0)
+				found = s;
+			else
+				more++;
+		}
+		if (found >= 0)
+		{
+			GenericXLogState *state = GenericXLogStart(index);
+			Page		gpage = GenericXLogRegisterBuffer(state, buf, 0);
+
+			OmenPageGetSlot(gpage, info->slotsize, found)->flags = OMEN_SLOT_RESERVED;
+			GenericXLogFinish(state);
+			UnlockReleaseBuffer(buf);
+			if (more > 0)
+				RecordFreeIndexPage(index, blk);
+			return x * info->K + g * info->slotsperpage + found;
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	return OMEN_INVALID_ELEM;
 }
 
 /*
@@ -368,7 +446,7 @@ OmenWriteElement(Relation index, OmenIndexInfo *info, OmenElem e, const uint8 *c
 				elog(ERROR, "invalid slot for element %u in \"%s\"", e,
 					 RelationGetRelationName(index));
 			slot = OmenPageGetSlot(page, info->slotsize, slotno);
-			if (slot->flags & OMEN_SLOT_USED)
+			if (slot->flags & ~OMEN_SLOT_RESERVED)
 				ereport(ERROR,
 						(errcode(ERRCODE_INDEX_CORRUPTED),
 						 errmsg("index \"%s\" allocated element %u twice",
@@ -389,7 +467,7 @@ OmenWriteElement(Relation index, OmenIndexInfo *info, OmenElem e, const uint8 *c
  * from them, so that the choice does not depend on code estimates.
  * Writes the chosen to out/outdist, by increasing distance.
  */
-static int
+int
 OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands, int ncand,
 					int maxkeep, OmenElem *out, float *outdist)
 {
@@ -797,7 +875,9 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 		OmenWriteVector(index, &meta, v, q.q.norm, &vecblk, &vecoff);
 	OmenWriteUpper(index, &info, &meta, level, &links, &upperblk, &upperoff);
 
-	elem = OmenAllocElement(index, &info);
+	elem = OmenReuseElement(index, &info, meta.nextElem);
+	if (elem == OMEN_INVALID_ELEM)
+		elem = OmenAllocElement(index, &info);
 	OmenWaitPoint("insert-after-alloc");
 	code = palloc(info.codesize);
 	OmenEncode(&info, v, q.q.norm, code);

@@ -321,13 +321,10 @@ OmenSegRerankOne(OmenScanOpaque so, OmenSegScan *ss)
 		return;
 	item.elem = c.elem;
 	item.tid = slot->heaptid;
-	if (so->info.quantizer == OMEN_QUANT_NONE)
-		item.dist = c.dist;
-	else
-	{
-		item.dist = OmenExactDistance(&so->reader, c.elem, slot, &so->qp);
+	/* exact, and read under a lock: a reused slot must not mix two rows */
+	item.dist = OmenExactDistance(&so->reader, c.elem, slot, &so->qp);
+	if (so->info.quantizer != OMEN_QUANT_NONE)
 		so->stats.reranked++;
-	}
 	OmenItemHeapPush(&ss->P, &item);
 }
 

@@ -423,8 +423,9 @@ OmenReaderCodeLocked(OmenReader *r, OmenElem elem)
 		loc.blk++;
 		loc.off = 0;
 	}
+	/* a slot VACUUM freed: a stale link, not corruption */
 	if (!(*(const uint16 *) r->codebuf & OMEN_CODE_VALID))
-		OmenBadElement(r->index, elem);
+		return NULL;
 	return r->codebuf;
 }
 
@@ -448,7 +449,9 @@ OmenReaderPrefetch(OmenReader *r, OmenElem elem)
 }
 
 /*
- * The code of an element.  Codes are read with a pin and no lock: a code
+ * The code of an element, or NULL if its slot is free (a link that VACUUM
+ * has not removed yet, or one an insert made to an element deleted
+ * meanwhile).  Codes are read with a pin and no lock: a code
  * is written before its element becomes reachable through any neighbour
  * list, and its bytes do not change while it is reachable (src/README,
  * "Reading codes without a lock").  A code that straddles two pages is
@@ -618,7 +621,15 @@ OmenSlotVector(OmenReader *r, OmenElem elem, const OmenSlot slot, float *dest, f
 
 	if (blk == InvalidBlockNumber)
 	{
-		OmenDecode(r->info, OmenReaderCode(r, elem), dest, norm);
+		const uint8 *code = OmenReaderCodeLocked(r, elem);
+
+		if (code == NULL)
+		{
+			memset(dest, 0, sizeof(float) * dims);
+			*norm = 0;
+			return dest;
+		}
+		OmenDecode(r->info, code, dest, norm);
 		return dest;
 	}
 	while (done < dims)
@@ -722,14 +733,16 @@ OmenExactDistance(OmenReader *r, OmenElem elem, const OmenSlot slot, const OmenQ
 	float		d;
 	float		norm;
 
-	if (r->info->quantizer == OMEN_QUANT_NONE)
-		return OmenCodeDistance(r->info, qp, OmenReaderCode(r, elem));
-	if (slot->vecblk == InvalidBlockNumber)
+	if (r->info->quantizer == OMEN_QUANT_NONE ||
+		(slot->vecblk == InvalidBlockNumber && r->heapfetch == NULL))
 	{
-		if (r->heapfetch != NULL)
-			return OmenHeapDistance(r, slot, qp);
-		return OmenCodeDistance(r->info, qp, OmenReaderCode(r, elem));
+		/* under a lock: the slot may have been freed and reused meanwhile */
+		const uint8 *code = OmenReaderCodeLocked(r, elem);
+
+		return code ? OmenCodeDistance(r->info, qp, code) : get_float4_nan();
 	}
+	if (slot->vecblk == InvalidBlockNumber)
+		return OmenHeapDistance(r, slot, qp);
 
 	r->distances++;
 	chunk = OmenLockChunk(r, slot->vecblk, slot->vecoff, dims, &buf);
@@ -794,10 +807,16 @@ OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q,
 	if (found)
 		return false;
 	code = OmenReaderCode(r, elem);
+	e->flags = 0;
+	if (code == NULL)
+	{
+		e->dist = 0;
+		e->flags = OMEN_VISIT_SKIP | OMEN_VISIT_EXPANDED;
+		return false;
+	}
 	d = OmenCodeDistance(r->info, q, code);
 	r->codedists++;
 	e->dist = d;
-	e->flags = 0;
 
 	if (OmenCodeIsDeleted(code))
 	{
@@ -932,7 +951,11 @@ OmenDescend(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int fromlevel
 	OmenElem	cur = entry;
 	float		curdist;
 
-	curdist = OmenCodeDistance(r->info, q, OmenReaderCode(r, cur));
+	{
+		const uint8 *code = OmenReaderCode(r, cur);
+
+		curdist = code ? OmenCodeDistance(r->info, q, code) : get_float4_infinity();
+	}
 	for (int level = fromlevel; level > tolevel; level--)
 	{
 		bool		changed = true;
@@ -950,10 +973,12 @@ OmenDescend(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int fromlevel
 			for (int i = 0; i < n; i++)
 			{
 				float		d;
+				const uint8 *code;
 
-				if (nbrs[i] == OMEN_INVALID_ELEM)
+				if (nbrs[i] == OMEN_INVALID_ELEM ||
+					(code = OmenReaderCode(r, nbrs[i])) == NULL)
 					continue;
-				d = OmenCodeDistance(r->info, q, OmenReaderCode(r, nbrs[i]));
+				d = OmenCodeDistance(r->info, q, code);
 				r->codedists++;
 				if (OmenDistLess(d, curdist))
 				{

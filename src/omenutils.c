@@ -357,8 +357,9 @@ OmenDistanceToOperator(OmenMetric metric, float d)
 }
 
 /*
- * Allocate a new page at the end of the index, or from the free space
- * map.  Returns it pinned and exclusively locked, not yet initialized.
+ * Allocate a new page at the end of the index.  (The free space map holds
+ * graph pages with free slots, not free pages: see omenvacuum.c.)  Returns
+ * it pinned and exclusively locked, not yet initialized.
  * The caller must initialize it and WAL-log it with a full image.
  */
 Buffer
@@ -366,28 +367,6 @@ OmenNewBuffer(Relation index, ForkNumber fork)
 {
 	Buffer		buf;
 	bool		needLock = !RELATION_IS_LOCAL(index);
-
-	if (fork == MAIN_FORKNUM)
-	{
-		for (;;)
-		{
-			BlockNumber blkno = GetFreeIndexPage(index);
-
-			if (blkno == InvalidBlockNumber)
-				break;
-			buf = ReadBuffer(index, blkno);
-			if (ConditionalLockBuffer(buf))
-			{
-				Page		page = BufferGetPage(buf);
-
-				/* the FSM is a hint: only a new page is really free */
-				if (PageIsNew(page))
-					return buf;
-				LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-			}
-			ReleaseBuffer(buf);
-		}
-	}
 
 	if (needLock)
 		LockRelationForExtension(index, ExclusiveLock);

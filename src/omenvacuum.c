@@ -1,16 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * omenvacuum.c
- *	  VACUUM for omen: mark the elements of dead heap tuples deleted, and
- *	  report index statistics.
+ *	  VACUUM for omen: mark the elements of dead heap tuples deleted, repair
+ *	  the graph around them, free their slots, and report statistics.
  *
  * VACUUM reuses a heap line pointer as soon as ambulkdelete returns, so
  * every reference to a dead TID must be disarmed here and now: the slot is
  * flagged deleted (and its TID cleared) in the same WAL record that looks
  * at it, and scans never return a deleted slot.  The element's code gets
  * the deleted flag too, in a second record, so that searches stop counting
- * it as a result; until then the slot's flag is what protects.  A deleted
- * element stays in the graph as a waypoint, so the graph stays connected.
+ * it as a result; until then the slot's flag is what protects.
+ *
+ * Then the graph is repaired: every live element that linked to a deleted
+ * one gets a new list, chosen from its other neighbours and the deleted
+ * ones' neighbours; deleted entry points are replaced; and the deleted
+ * elements' slots are freed for inserts to reuse (their graph pages go to
+ * the free space map).
  *
  * IDENTIFICATION
  *	  src/omenvacuum.c
@@ -24,6 +29,8 @@
 #include "miscadmin.h"
 #include "omen.h"
 #include "storage/bufmgr.h"
+#include "storage/indexfsm.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 /* Set the deleted flag in the codes of the given elements of one extent */
@@ -58,6 +65,293 @@ OmenMarkCodesDeleted(IndexVacuumInfo *info, OmenIndexInfo *oi, OmenElem *elems, 
 	}
 }
 
+/* ---- repairing the graph and freeing slots ---- */
+
+static int
+OmenElemCmp(const void *a, const void *b)
+{
+	OmenElem	x = *(const OmenElem *) a;
+	OmenElem	y = *(const OmenElem *) b;
+
+	return (x > y) - (x < y);
+}
+
+static inline bool
+OmenIsDeleted(const OmenElem *set, int n, OmenElem e)
+{
+	return bsearch(&e, set, n, sizeof(OmenElem), OmenElemCmp) != NULL;
+}
+
+/*
+ * A new neighbour list for element e at one level, without the deleted
+ * elements: its live neighbours and the live neighbours of its deleted
+ * ones, chosen among with the usual heuristic.  Returns the count.
+ */
+static int
+OmenRepairList(OmenReader *r, OmenElem e, const OmenSlot eslot, int level,
+			   const OmenElem *old, int nold, const OmenElem *deleted, int ndeleted,
+			   OmenElem *out)
+{
+	OmenIndexInfo *info = r->info;
+	int			cap = level == 0 ? info->maxm0 : info->m;
+	int			maxcand = 4 * info->maxm0;
+	OmenCand   *cands = palloc(sizeof(OmenCand) * maxcand);
+	OmenElem   *nbrs = palloc(sizeof(OmenElem) * info->maxm0);
+	float	   *dists = palloc(sizeof(float) * maxcand);
+	float	   *base = palloc(sizeof(float) * info->dims);
+	OmenSlot	dslot = palloc(info->slotsize);
+	OmenQuery	q;
+	int			ncand = 0;
+	int			n;
+
+	/* add a candidate once, and never e itself or a deleted element */
+#define ADD_CAND(x) \
+	do { \
+		bool		dup_ = (x) == e || (x) == OMEN_INVALID_ELEM || \
+			OmenIsDeleted(deleted, ndeleted, (x)); \
+		for (int k_ = 0; k_ < ncand && !dup_; k_++) \
+			dup_ = cands[k_].elem == (x); \
+		if (!dup_ && ncand < maxcand) \
+		{ \
+			cands[ncand].elem = (x); \
+			cands[ncand].dist = 0; \
+			ncand++; \
+		} \
+	} while (0)
+
+	for (int i = 0; i < nold; i++)
+		if (!OmenIsDeleted(deleted, ndeleted, old[i]))
+			ADD_CAND(old[i]);
+	for (int i = 0; i < nold; i++)
+	{
+		if (!OmenIsDeleted(deleted, ndeleted, old[i]) || !OmenReadSlot(r, old[i], dslot))
+			continue;
+		n = OmenReadNeighbors(r, old[i], dslot, level, nbrs);
+		for (int j = 0; j < n; j++)
+			ADD_CAND(nbrs[j]);
+	}
+#undef ADD_CAND
+
+	q.values = OmenSlotVector(r, e, eslot, base, &q.norm);
+	n = OmenSelectFromCands(r, &q, cands, ncand, cap, out, dists);
+	pfree(cands);
+	pfree(nbrs);
+	pfree(dists);
+	pfree(base);
+	pfree(dslot);
+	return n;
+}
+
+/*
+ * Write a repaired list, if the list is still what we read (an insert may
+ * have changed it meanwhile; then we leave it: a stale link to a freed
+ * slot is skipped by searches).
+ */
+static void
+OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const OmenSlot eslot,
+					  int level, const OmenElem *old, int nold, const OmenElem *newlist, int nnew)
+{
+	BlockNumber blk;
+	int			slotno;
+	Buffer		buf;
+	Page		page;
+	GenericXLogState *state;
+
+	if (level == 0)
+		OmenElemSlotLoc(info, e, &blk, &slotno);
+	else
+		blk = eslot->upperblk;
+	buf = ReadBuffer(index, blk);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(state, buf, 0);
+	if (level == 0)
+	{
+		OmenSlot	pslot;
+
+		OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
+		pslot = OmenPageGetSlot(page, info->slotsize, slotno);
+		if (pslot->generation != eslot->generation || pslot->n0 != nold ||
+			memcmp(pslot->neighbors, old, sizeof(OmenElem) * nold) != 0)
+		{
+			GenericXLogAbort(state);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+		pslot->n0 = nnew;
+		for (int j = 0; j < info->maxm0; j++)
+			pslot->neighbors[j] = j < nnew ? newlist[j] : OMEN_INVALID_ELEM;
+	}
+	else
+	{
+		uint32	   *count;
+
+		OmenCheckPage(index, page, blk, OMEN_PAGE_UPPER);
+		if (eslot->upperoff < FirstOffsetNumber || eslot->upperoff > PageGetMaxOffsetNumber(page))
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has an invalid upper neighbour list",
+							RelationGetRelationName(index)),
+					 errdetail("Block %u, offset %u.", blk, eslot->upperoff)));
+		count = OmenUpperList(PageGetItem(page, PageGetItemId(page, eslot->upperoff)),
+							  info->m, level);
+		if (count[0] != (uint32) nold || memcmp(count + 1, old, sizeof(OmenElem) * nold) != 0)
+		{
+			GenericXLogAbort(state);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+		count[0] = nnew;
+		for (int j = 0; j < info->m; j++)
+			count[j + 1] = j < nnew ? newlist[j] : OMEN_INVALID_ELEM;
+	}
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+}
+
+/*
+ * Take the deleted elements out of every live element's neighbour lists,
+ * reconnecting each such element through its deleted neighbours' own
+ * neighbours, so that what was reachable through them stays reachable.
+ * Also notes, per segment, the highest live element, to replace a deleted
+ * entry point.
+ */
+static void
+OmenRepairGraph(IndexVacuumInfo *vinfo, OmenIndexInfo *info, uint32 nextents,
+				const OmenElem *deleted, int ndeleted,
+				OmenElem *best, int *bestlevel)
+{
+	OmenReader	r;
+	OmenSlot	slot = palloc(info->slotsize);
+	OmenElem   *old = palloc(sizeof(OmenElem) * info->maxm0);
+	OmenElem   *newlist = palloc(sizeof(OmenElem) * info->maxm0);
+	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "omen repair",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	OmenReaderInit(&r, info);
+	for (uint32 x = 0; x < nextents; x++)
+	{
+		for (int i = 0; i < info->K; i++)
+		{
+			OmenElem	e = x * info->K + i;
+			MemoryContext oldcxt;
+
+			if (!OmenReadSlot(&r, e, slot) || (slot->flags & (OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)))
+				continue;
+			if (best[slot->segment] == OMEN_INVALID_ELEM || slot->level > bestlevel[slot->segment])
+			{
+				best[slot->segment] = e;
+				bestlevel[slot->segment] = slot->level;
+			}
+			for (int level = 0; level <= slot->level; level++)
+			{
+				int			nold = OmenReadNeighbors(&r, e, slot, level, old);
+				bool		hit = false;
+				int			nnew;
+
+				for (int j = 0; j < nold && !hit; j++)
+					hit = OmenIsDeleted(deleted, ndeleted, old[j]);
+				if (!hit)
+					continue;
+				vacuum_delay_point();
+				oldcxt = MemoryContextSwitchTo(tmp);
+				nnew = OmenRepairList(&r, e, slot, level, old, nold, deleted, ndeleted, newlist);
+				MemoryContextSwitchTo(oldcxt);
+				MemoryContextReset(tmp);
+				OmenReaderRelease(&r);
+				OmenWriteRepairedList(vinfo->index, info, e, slot, level, old, nold, newlist, nnew);
+			}
+		}
+		OmenReaderRelease(&r);
+	}
+	MemoryContextDelete(tmp);
+	pfree(slot);
+	pfree(old);
+	pfree(newlist);
+}
+
+/*
+ * Free the slots of deleted elements: first their codes lose the valid
+ * flag (searches then skip them), then the slots are cleared, and their
+ * graph pages go to the free space map for inserts to reuse.  Replaces
+ * deleted entry points and advances the code generation, so that
+ * backends drop their cached copies of codes.
+ */
+static void
+OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *deleted,
+				int ndeleted, const OmenElem *best, const int *bestlevel, int nsegments)
+{
+	Relation	index = vinfo->index;
+	Buffer		buf;
+	GenericXLogState *state;
+	OmenMetaPage meta;
+	Page		page;
+
+	/* entry points first: no scan may start from a freed slot */
+	buf = ReadBuffer(index, OMEN_METAPAGE_BLKNO);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(state, buf, 0);
+	OmenCheckPage(index, page, OMEN_METAPAGE_BLKNO, OMEN_PAGE_META);
+	meta = OmenPageGetMeta(page);
+	for (int s = 0; s < nsegments && s < meta->nsegments; s++)
+	{
+		if (meta->segments[s].entry != OMEN_INVALID_ELEM &&
+			OmenIsDeleted(deleted, ndeleted, meta->segments[s].entry))
+		{
+			meta->segments[s].entry = best[s];
+			meta->segments[s].entrylevel = best[s] == OMEN_INVALID_ELEM ? -1 : bestlevel[s];
+		}
+	}
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+
+	for (int i = 0; i < ndeleted; i++)
+	{
+		OmenCodeLoc loc = OmenElemCodeLoc(info, deleted[i]);
+		BlockNumber blk;
+		int			slotno;
+		OmenSlot	slot;
+
+		vacuum_delay_point();
+		buf = ReadBufferExtended(index, MAIN_FORKNUM, loc.blk, RBM_NORMAL, vinfo->strategy);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		OmenCheckPage(index, page, loc.blk, OMEN_PAGE_CODE);
+		*(uint16 *) (PageGetContents(page) + loc.off) = 0;
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+
+		OmenElemSlotLoc(info, deleted[i], &blk, &slotno);
+		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, vinfo->strategy);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
+		slot = OmenPageGetSlot(page, info->slotsize, slotno);
+		if (slot->flags & OMEN_SLOT_DELETED)
+		{
+			slot->flags = 0;
+			slot->n0 = 0;
+			GenericXLogFinish(state);
+			RecordFreeIndexPage(index, blk);
+		}
+		else
+			GenericXLogAbort(state);
+		UnlockReleaseBuffer(buf);
+	}
+
+	/* cached copies of codes are stale now */
+	buf = ReadBuffer(index, OMEN_METAPAGE_BLKNO);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(state, buf, 0);
+	OmenPageGetMeta(page)->codegen++;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+}
+
 /*
  * Walk every graph page, calling the callback once for each indexed heap
  * TID (CREATE INDEX CONCURRENTLY relies on seeing each one exactly once),
@@ -71,6 +365,9 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	OmenMetaPageData meta;
 	OmenIndexInfo oi;
 	OmenElem   *deleted;
+	OmenElem   *alldeleted;
+	int			nalldeleted = 0;
+	int			allcap = 1024;
 
 	if (stats == NULL)
 		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
@@ -79,6 +376,7 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	OmenInitIndexInfo(&oi, index, &meta);
 	stats->num_index_tuples = 0;
 	deleted = palloc(sizeof(OmenElem) * Max(oi.K, 1));
+	alldeleted = palloc(sizeof(OmenElem) * allcap);
 
 	for (uint32 x = 0; x < meta.nextents; x++)
 	{
@@ -104,18 +402,32 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			for (int s = 0; s < nslots; s++)
 			{
 				OmenSlot	slot = OmenPageGetSlot(page, oi.slotsize, s);
+				OmenElem	e = x * oi.K + g * oi.slotsperpage + s;
+				bool		dead = false;
 
-				if (!(slot->flags & OMEN_SLOT_USED) || (slot->flags & OMEN_SLOT_DELETED))
+				if (!(slot->flags & OMEN_SLOT_USED))
 					continue;
-				if (callback(&slot->heaptid, callback_state))
+				if (slot->flags & OMEN_SLOT_DELETED)
+					dead = true;	/* left by an interrupted VACUUM */
+				else if (callback(&slot->heaptid, callback_state))
 				{
 					slot->flags |= OMEN_SLOT_DELETED;
 					ItemPointerSetInvalid(&slot->heaptid);
-					deleted[ndeleted++] = x * oi.K + g * oi.slotsperpage + s;
+					deleted[ndeleted++] = e;
 					stats->tuples_removed++;
+					dead = true;
 				}
 				else
 					stats->num_index_tuples++;
+				if (dead)
+				{
+					if (nalldeleted == allcap)
+					{
+						allcap *= 2;
+						alldeleted = repalloc_huge(alldeleted, sizeof(OmenElem) * allcap);
+					}
+					alldeleted[nalldeleted++] = e;
+				}
 			}
 			if (ndeleted > before)
 				GenericXLogFinish(state);
@@ -129,8 +441,30 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			OmenMarkCodesDeleted(info, &oi, deleted, ndeleted);
 		}
 	}
+
+	/*
+	 * Reconnect the graph around the deleted elements, then free their
+	 * slots for reuse.  The heap TIDs are disarmed already; this part may be
+	 * interrupted and is picked up by the next VACUUM.
+	 */
+	if (nalldeleted > 0)
+	{
+		OmenElem	best[OMEN_MAX_SEGMENTS];
+		int			bestlevel[OMEN_MAX_SEGMENTS];
+
+		for (int i = 0; i < OMEN_MAX_SEGMENTS; i++)
+		{
+			best[i] = OMEN_INVALID_ELEM;
+			bestlevel[i] = -1;
+		}
+		qsort(alldeleted, nalldeleted, sizeof(OmenElem), OmenElemCmp);
+		OmenRepairGraph(info, &oi, meta.nextents, alldeleted, nalldeleted, best, bestlevel);
+		OmenFreeDeleted(info, &oi, alldeleted, nalldeleted, best, bestlevel, meta.nsegments);
+	}
+
 	stats->num_pages = RelationGetNumberOfBlocks(index);
 	pfree(deleted);
+	pfree(alldeleted);
 	return stats;
 }
 
@@ -147,6 +481,7 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 	if (info->analyze_only)
 		return stats;
+	IndexFreeSpaceMapVacuum(index);
 	if (stats != NULL)
 		return stats;
 
