@@ -483,10 +483,26 @@ OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands, int n
 
 	for (int i = 0; i < ncand; i++)
 	{
-		if (!OmenReadSlot(r, cands[i].elem, slot) ||
-			(slot->flags & (OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)))
+		if (info->quantizer == OMEN_QUANT_NONE)
+		{
+			/*
+			 * The code is the vector, and its header knows about deletion:
+			 * no slot to read.  Read without a lock, possibly from the
+			 * local cache: a link is only as good as the vectors it was
+			 * chosen with, but a torn read cannot break anything.
+			 */
+			const uint8 *code = OmenReaderCode(r, cands[i].elem);
+
+			if (code == NULL || OmenCodeIsDeleted(code))
+				continue;
+			OmenDecode(info, code, vecs + (Size) info->dims * n, &cnorm[n]);
+			cvec[n] = vecs + (Size) info->dims * n;
+		}
+		else if (!OmenReadSlot(r, cands[i].elem, slot) ||
+				 (slot->flags & (OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)))
 			continue;
-		cvec[n] = OmenSlotVector(r, cands[i].elem, slot, vecs + (Size) info->dims * n, &cnorm[n]);
+		else
+			cvec[n] = OmenSlotVector(r, cands[i].elem, slot, vecs + (Size) info->dims * n, &cnorm[n]);
 		cands[n].elem = cands[i].elem;
 		cands[n].dist = OmenDistance(info->metric, base, cvec[n], cnorm[n], info->dims);
 		n++;
