@@ -65,9 +65,10 @@ RESET enable_sort;
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 
--- the planner: the omen scan for unselective filters, the btree and a
--- sort for very selective ones, also with a generic plan (on a 3-d table,
--- to keep the plans readable)
+-- the planner: the omen scan for unselective filters, the btree (or a
+-- bitmap) and a sort for selective ones, also with a generic plan (on a
+-- 3-d table, to keep the plans readable, where distances are so cheap that
+-- sorting 10% of the rows wins)
 CREATE TABLE p3 (id int PRIMARY KEY, cat int, v vector(3));
 INSERT INTO p3 SELECT i, (i * 7919) % 100, ARRAY[sin(i), cos(i), sin(i * 0.5)]::vector
 FROM generate_series(1, 20000) i;
@@ -82,6 +83,12 @@ PREPARE f(vector, int) AS SELECT id FROM p3 WHERE cat < 50 ORDER BY v <-> $1 LIM
 EXPLAIN (COSTS OFF) EXECUTE f('[1,2,3]', 10);
 PREPARE g(vector, int) AS SELECT id FROM p3 WHERE cat = 0 AND id < 500 ORDER BY v <-> $1 LIMIT $2;
 EXPLAIN (COSTS OFF) EXECUTE g('[1,2,3]', 10);
+-- with 100 dimensions distances cost more: the omen scan wins at 10%;
+-- at 1% of these 10,000 rows, sorting the 100 matches wins
+PREPARE h10(vector) AS SELECT id FROM items WHERE cat < 10 ORDER BY v <=> $1 LIMIT 10;
+EXPLAIN (COSTS OFF) EXECUTE h10(array_fill(0.1, ARRAY[100])::vector);
+PREPARE h1(vector) AS SELECT id FROM items WHERE cat = 0 ORDER BY v <=> $1 LIMIT 10;
+EXPLAIN (COSTS OFF) EXECUTE h1(array_fill(0.1, ARRAY[100])::vector);
 RESET plan_cache_mode;
 
 -- partitioned tables: an index per partition, merged in order

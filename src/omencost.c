@@ -10,6 +10,14 @@
  * fraction of rows a LIMIT (and the filter selectivity) needs.  Pricing
  * the whole scan as one search would make a selective filter look free.
  *
+ * The work is counted in graph pages read (each element expanded reads
+ * its neighbour list from one), distances on codes (each element visited
+ * once; codes mostly come from the backend's local copy, not from pages)
+ * and per-element overhead.  A search expands about 1.5 * ef_search
+ * elements and visits 2*m for each; draining visits every element once and
+ * reads every graph page.  A quantized index also re-ranks ef_search *
+ * omen.rerank_factor candidates per search, each a slot and a vector read.
+ *
  * IDENTIFICATION
  *	  src/omencost.c
  *
@@ -19,8 +27,11 @@
 
 #include <math.h>
 
+#include "access/relation.h"
 #include "omen.h"
 #include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "utils/rel.h"
 #include "utils/selfuncs.h"
 #include "utils/spccache.h"
 
@@ -33,10 +44,17 @@ omencostestimate(struct PlannerInfo *root, struct IndexPath *path, double loop_c
 	IndexOptInfo *index = path->indexinfo;
 	GenericCosts costs;
 	double		ntuples = Max(index->tuples, 1);
-	double		visited;
 	double		m = OMEN_DEFAULT_M;
-	double		searchcost;
-	double		levels;
+	double		dims = 0;
+	int			quantizer = OMEN_QUANT_NONE;
+	double		spc_random_page_cost;
+	double		expansions;
+	double		visited;
+	double		perdistance;
+	double		gpages;
+	double		slotsperpage = 50;
+	double		rerank = 0;
+	Relation	rel;
 
 	/* without ORDER BY the index is useless: make sure it is not chosen */
 	if (path->indexorderbys == NIL)
@@ -49,26 +67,44 @@ omencostestimate(struct PlannerInfo *root, struct IndexPath *path, double loop_c
 		return;
 	}
 
-	/*
-	 * One search visits about ef_search * 2m elements at level 0 (each
-	 * expanded candidate reads a list of up to 2m), plus a few per upper
-	 * level; each visit is a slot read and a distance.
-	 */
-	levels = log(ntuples) / log(m);
-	visited = Min(ntuples, omen_ef_search * 2 * m + levels * m);
-
-	MemSet(&costs, 0, sizeof(costs));
-	costs.numIndexTuples = visited;
-	genericcostestimate(root, path, loop_count, &costs);
-	searchcost = costs.indexTotalCost;
-
-	/* draining the index costs the rest of the elements the same way */
+	/* selectivity, correlation and argument costs as usual */
 	MemSet(&costs, 0, sizeof(costs));
 	costs.numIndexTuples = ntuples;
 	genericcostestimate(root, path, loop_count, &costs);
 
-	*indexStartupCost = searchcost;
-	*indexTotalCost = Max(costs.indexTotalCost, searchcost);
+	/* the index's shape, from its metapage (planning holds a lock) */
+	rel = index_open(index->indexoid, NoLock);
+	if (RelationGetNumberOfBlocks(rel) > 0)
+	{
+		OmenMetaPageData meta;
+
+		OmenReadMetaPage(rel, &meta);
+		m = meta.m;
+		dims = meta.dims;
+		slotsperpage = meta.slotsperpage;
+		quantizer = meta.quantizer;
+	}
+	index_close(rel, NoLock);
+	if (dims <= 0)
+		dims = 128;
+
+	get_tablespace_page_costs(index->reltablespace, &spc_random_page_cost, NULL);
+
+	gpages = ceil(ntuples / Max(slotsperpage, 1));
+	perdistance = cpu_operator_cost * Max(1.0, dims / 16.0);
+	expansions = Min(ntuples, 1.5 * omen_ef_search + log(ntuples) / log(Max(m, 2)));
+	visited = Min(ntuples, expansions * 2 * m);
+	if (quantizer != OMEN_QUANT_NONE)
+		rerank = Min(ntuples, omen_ef_search * omen_rerank_factor) *
+			(2 * spc_random_page_cost + perdistance);
+
+	*indexStartupCost = costs.indexStartupCost +
+		Min(expansions, gpages) * spc_random_page_cost +
+		expansions * cpu_index_tuple_cost + visited * perdistance + rerank;
+	*indexTotalCost = *indexStartupCost +
+		gpages * spc_random_page_cost +
+		ntuples * (cpu_index_tuple_cost + perdistance) +
+		(quantizer != OMEN_QUANT_NONE ? ntuples * 2 * spc_random_page_cost : 0);
 	*indexSelectivity = costs.indexSelectivity;
 	*indexCorrelation = 0;
 	*indexPages = costs.numIndexPages;
