@@ -538,6 +538,13 @@ extern const float *OmenSlotVector(OmenReader *r, OmenElem elem, const OmenSlot 
 #define OMEN_VISIT_EMITTED		0x02	/* returned by the scan */
 #define OMEN_VISIT_SKIP			0x04	/* deleted: navigate, never return */
 
+/* Per-element flags of one search (omensearch.c) */
+typedef struct OmenVisited
+{
+	uint8	  **chunks;
+	uint32		nchunks;
+} OmenVisited;
+
 /*
  * The state of a search on one graph level.  C holds candidates still to
  * be expanded, W the best ef found so far (its worst is the search bound),
@@ -551,7 +558,7 @@ typedef struct OmenLayerSearch
 	OmenHeap	C;
 	OmenHeap	W;
 	OmenHeap	D;
-	struct omenvisit_hash *visited;
+	OmenVisited visited;
 	OmenElem   *nbrs;			/* scratch: one neighbour list */
 } OmenLayerSearch;
 

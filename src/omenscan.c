@@ -408,7 +408,7 @@ OmenScanSeen(OmenScanOpaque so, OmenElem elem, int segment)
 {
 	uint8	   *flags;
 
-	if (so->nullquery || segment >= so->nsegs || so->segs[segment].s.visited == NULL)
+	if (so->nullquery || segment >= so->nsegs)
 		return false;
 	flags = OmenLayerFlags(&so->segs[segment].s, elem);
 	return flags != NULL && (*flags & OMEN_VISIT_EMITTED);

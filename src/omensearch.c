@@ -19,7 +19,6 @@
 #include "postgres.h"
 
 #include "access/tableam.h"
-#include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -29,25 +28,44 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
-/* The visited set: element number -> distance and flags */
-typedef struct OmenVisitEntry
-{
-	OmenElem	elem;
-	float		dist;
-	uint8		flags;
-	char		status;
-} OmenVisitEntry;
+/*
+ * The visited set: one flag byte per element, in chunks of 1024 elements
+ * allocated as the search touches them.  Element numbers are dense, so
+ * this is two array lookups and no hashing; memory grows with the part of
+ * the index a search touches, not with the index.
+ */
+#define OMEN_VISIT_CHUNK_BITS	10
+#define OMEN_VISIT_CHUNK		(1 << OMEN_VISIT_CHUNK_BITS)
+#define OMEN_VISIT_SEEN			0x80
 
-#define SH_PREFIX omenvisit
-#define SH_ELEMENT_TYPE OmenVisitEntry
-#define SH_KEY_TYPE uint32
-#define SH_KEY elem
-#define SH_HASH_KEY(tb, key) murmurhash32(key)
-#define SH_EQUAL(tb, a, b) ((a) == (b))
-#define SH_SCOPE static inline
-#define SH_DECLARE
-#define SH_DEFINE
-#include "lib/simplehash.h"
+static inline uint8 *
+OmenVisitGet(OmenVisited *v, OmenElem e)
+{
+	uint32		c = e >> OMEN_VISIT_CHUNK_BITS;
+
+	if (c >= v->nchunks || v->chunks[c] == NULL)
+		return NULL;
+	return &v->chunks[c][e & (OMEN_VISIT_CHUNK - 1)];
+}
+
+static inline uint8 *
+OmenVisitAdd(OmenVisited *v, OmenElem e)
+{
+	uint32		c = e >> OMEN_VISIT_CHUNK_BITS;
+
+	if (unlikely(c >= v->nchunks))
+	{
+		uint32		n = Max(c + 1, v->nchunks * 2);
+
+		v->chunks = v->chunks ? repalloc(v->chunks, sizeof(uint8 *) * n) :
+			palloc(sizeof(uint8 *) * n);
+		memset(v->chunks + v->nchunks, 0, sizeof(uint8 *) * (n - v->nchunks));
+		v->nchunks = n;
+	}
+	if (unlikely(v->chunks[c] == NULL))
+		v->chunks[c] = palloc0(OMEN_VISIT_CHUNK);
+	return &v->chunks[c][e & (OMEN_VISIT_CHUNK - 1)];
+}
 
 /* ---- candidate heaps ---- */
 
@@ -767,7 +785,8 @@ OmenLayerInit(OmenLayerSearch *s, OmenReader *r, int level)
 	OmenHeapInit(&s->C, 64, false);
 	OmenHeapInit(&s->W, 64, true);
 	OmenHeapInit(&s->D, 64, false);
-	s->visited = omenvisit_create(CurrentMemoryContext, 256, NULL);
+	s->visited.chunks = NULL;
+	s->visited.nchunks = 0;
 	s->nbrs = palloc(sizeof(OmenElem) * 2 * r->info->m);
 }
 
@@ -777,16 +796,20 @@ OmenLayerFree(OmenLayerSearch *s)
 	pfree(s->C.items);
 	pfree(s->W.items);
 	pfree(s->D.items);
-	omenvisit_destroy(s->visited);
+	for (uint32 c = 0; c < s->visited.nchunks; c++)
+		if (s->visited.chunks[c])
+			pfree(s->visited.chunks[c]);
+	if (s->visited.chunks)
+		pfree(s->visited.chunks);
 	pfree(s->nbrs);
 }
 
 uint8 *
 OmenLayerFlags(OmenLayerSearch *s, OmenElem elem)
 {
-	OmenVisitEntry *e = omenvisit_lookup(s->visited, elem);
+	uint8	   *f = OmenVisitGet(&s->visited, elem);
 
-	return e ? &e->flags : NULL;
+	return (f && (*f & OMEN_VISIT_SEEN)) ? f : NULL;
 }
 
 /*
@@ -798,30 +821,26 @@ static bool
 OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q,
 			   OmenElem elem, int ef)
 {
-	OmenVisitEntry *e;
-	bool		found;
+	uint8	   *flags = OmenVisitAdd(&s->visited, elem);
 	const uint8 *code;
 	float		d;
 
-	e = omenvisit_insert(s->visited, elem, &found);
-	if (found)
+	if (*flags & OMEN_VISIT_SEEN)
 		return false;
+	*flags = OMEN_VISIT_SEEN;
 	code = OmenReaderCode(r, elem);
-	e->flags = 0;
 	if (code == NULL)
 	{
-		e->dist = 0;
-		e->flags = OMEN_VISIT_SKIP | OMEN_VISIT_EXPANDED;
+		*flags |= OMEN_VISIT_SKIP | OMEN_VISIT_EXPANDED;
 		return false;
 	}
 	d = OmenCodeDistance(r->info, q, code);
 	r->codedists++;
-	e->dist = d;
 
 	if (OmenCodeIsDeleted(code))
 	{
 		/* a deleted element still helps navigation, but is no result */
-		e->flags = OMEN_VISIT_SKIP;
+		*flags |= OMEN_VISIT_SKIP;
 		if (s->W.n < ef || OmenDistLess(d, OmenHeapTop(&s->W)->dist))
 			OmenHeapPush(&s->C, d, elem);
 		return true;
@@ -862,10 +881,10 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 		   (s->W.n < ef || OmenDistLess(OmenHeapTop(&s->D)->dist, OmenHeapTop(&s->W)->dist)))
 	{
 		OmenCand	c = OmenHeapPop(&s->D);
-		OmenVisitEntry *e = omenvisit_lookup(s->visited, c.elem);
+		uint8	   *f = OmenLayerFlags(s, c.elem);
 
 		OmenHeapPush(&s->W, c.dist, c.elem);
-		if (e && !(e->flags & OMEN_VISIT_EXPANDED))
+		if (f && !(*f & OMEN_VISIT_EXPANDED))
 			OmenHeapPush(&s->C, c.dist, c.elem);
 		if (s->W.n > ef)
 		{
@@ -878,7 +897,7 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 	while (s->C.n > 0)
 	{
 		OmenCand	c = *OmenHeapTop(&s->C);
-		OmenVisitEntry *e;
+		uint8	   *f;
 		OmenSlot	slot = r->slot;
 		int			n;
 		int			m;
@@ -886,10 +905,10 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 		if (s->W.n >= ef && OmenDistLess(OmenHeapTop(&s->W)->dist, c.dist))
 			break;
 		OmenHeapPop(&s->C);
-		e = omenvisit_lookup(s->visited, c.elem);
-		if (e == NULL || (e->flags & OMEN_VISIT_EXPANDED))
+		f = OmenLayerFlags(s, c.elem);
+		if (f == NULL || (*f & OMEN_VISIT_EXPANDED))
 			continue;
-		e->flags |= OMEN_VISIT_EXPANDED;
+		*f |= OMEN_VISIT_EXPANDED;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!OmenReadSlot(r, c.elem, slot))
@@ -906,7 +925,7 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 		for (int i = 0; i < n; i++)
 		{
 			if (s->nbrs[i] == OMEN_INVALID_ELEM ||
-				omenvisit_lookup(s->visited, s->nbrs[i]) != NULL)
+				OmenLayerFlags(s, s->nbrs[i]) != NULL)
 				continue;
 			s->nbrs[m++] = s->nbrs[i];
 			OmenReaderPrefetch(r, s->nbrs[i]);
