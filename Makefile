@@ -5,7 +5,7 @@
 # need; see README.md.
 
 EXTENSION = omen
-EXTVERSION = 0.1.0
+EXTVERSION = 0.1.1
 MODULE_big = omen
 
 OBJS = \
@@ -25,11 +25,11 @@ OBJS = \
 	src/omenverify.o \
 	src/omenvector.o
 
-DATA = sql/omen--$(EXTVERSION).sql
+DATA = sql/omen--0.1.0.sql sql/omen--0.1.0--0.1.1.sql
 PGFILEDESC = "omen - HNSW vector index access method"
 
 # pg_regress suites, in sql/ and expected/, run in this order
-REGRESS = vector_distance bad_input omen_index omen_recall omen_quantizers omen_filter omen_vacuum
+REGRESS = vector_distance bad_input omen_index omen_recall omen_quantizers omen_filter omen_vacuum omen_verify
 
 PG_CONFIG ?= pg_config
 

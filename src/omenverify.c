@@ -199,6 +199,14 @@ omen_index_info(PG_FUNCTION_ARGS)
 /* Per-element mark of the reachability walk, beside the slot's flags */
 #define VERIFY_REACHED			0x80
 
+/*
+ * An empty slot may be reserved by an insert that reuses a slot VACUUM
+ * freed; older builds never set this flag.
+ */
+#ifndef OMEN_SLOT_RESERVED
+#define OMEN_SLOT_RESERVED		0x08
+#endif
+
 typedef struct OmenVerifyState
 {
 	Relation	index;
@@ -224,6 +232,9 @@ typedef struct OmenVerifyState
 	char	   *graph;			/* the graph pages of one extent */
 	uint8	   *codes;			/* the code area of one extent */
 	OmenSlot	slot;			/* one slot, read again */
+	OmenSlot	slot2;			/* and again */
+	uint8	   *code;			/* one code, read again */
+	int64		stalelinks;		/* links to empty slots */
 	uint32	   *upper;			/* one element's upper lists */
 	OmenElem   *sorted;			/* one neighbour list, sorted */
 	Buffer		curbuf;			/* the graph page last read at random */
@@ -323,7 +334,8 @@ VerifyPageHeader(OmenVerifyState *vs, BlockNumber blk, Page page)
 		VerifyFail(vs, "an invalid page",
 				   "Block %u of type %u has a slot count of %u.",
 				   blk, opaque->type, opaque->nslots);
-	if (opaque->type != OMEN_PAGE_AUX && opaque->nextblkno != InvalidBlockNumber)
+	if (opaque->type != OMEN_PAGE_AUX && opaque->type != OMEN_PAGE_GRAPH &&
+		opaque->nextblkno != InvalidBlockNumber)
 		VerifyFail(vs, "an invalid page",
 				   "Block %u of type %u links to block %u.",
 				   blk, opaque->type, opaque->nextblkno);
@@ -681,21 +693,49 @@ VerifyReadSlot(OmenVerifyState *vs, OmenElem e, OmenSlot out)
 	LockBuffer(vs->curbuf, BUFFER_LOCK_UNLOCK);
 }
 
-/* The current flags of an element's code */
-static uint16
-VerifyReadCodeFlags(OmenVerifyState *vs, OmenElem e)
+/* Copy the current image of an element's code into out, page by page */
+static void
+VerifyReadCode(OmenVerifyState *vs, OmenElem e, uint8 *out)
 {
 	OmenMetaPage meta = &vs->meta;
 	uint64		byte = (uint64) (e % meta->extentElems) * meta->codesize;
 	BlockNumber blk = vs->extstart[e / meta->extentElems] + (BlockNumber) (byte / OMEN_AREA_SPACE);
-	Buffer		buf = ReadBuffer(vs->index, blk);
-	uint16		flags;
+	int			off = (int) (byte % OMEN_AREA_SPACE);
+	int			left = meta->codesize;
 
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	flags = VerifyCodeFlags((const uint8 *) PageGetContents(BufferGetPage(buf)) +
-							byte % OMEN_AREA_SPACE);
-	UnlockReleaseBuffer(buf);
-	return flags;
+	while (left > 0)
+	{
+		Buffer		buf = ReadBuffer(vs->index, blk);
+		int			n = Min(left, OMEN_AREA_SPACE - off);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		memcpy(out, PageGetContents(BufferGetPage(buf)) + off, n);
+		UnlockReleaseBuffer(buf);
+		out += n;
+		left -= n;
+		blk++;
+		off = 0;
+	}
+}
+
+/*
+ * Read an element's slot, its code, and its slot again, until both slot
+ * images agree: then the code read goes with that slot.  For the checks
+ * that a concurrent VACUUM or insert can fool when the slot and the code
+ * are read apart.  Returns false if the element kept changing.
+ */
+static bool
+VerifyStableRead(OmenVerifyState *vs, OmenElem e, OmenSlot slot, uint8 *code)
+{
+	for (int attempt = 0; attempt < 8; attempt++)
+	{
+		VerifyReadSlot(vs, e, slot);
+		VerifyReadCode(vs, e, code);
+		VerifyReadSlot(vs, e, vs->slot2);
+		if (slot->generation == vs->slot2->generation && slot->flags == vs->slot2->flags)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -820,13 +860,13 @@ VerifyReadUpper(OmenVerifyState *vs, OmenElem e, BlockNumber sblk, int slotno, c
 }
 
 /*
- * Check the payload of a used element's code.  Values copied from the
- * vector must be finite (input refuses others); norms and the like, which
- * may overflow to infinity for huge values, must be neither NaN nor
- * negative.  A bq code's bit count must match its bits.
+ * Is the payload of a written code one that a vector encodes to?  Values
+ * copied from the vector must be finite (input refuses others); norms and
+ * the like, which may overflow to infinity for huge values, must be
+ * neither NaN nor negative.  A bq code's bit count must match its bits.
  */
-static void
-VerifyCodePayload(OmenVerifyState *vs, OmenElem e, const uint8 *code)
+static bool
+VerifyCodePayloadOk(OmenVerifyState *vs, const uint8 *code)
 {
 	OmenMetaPage meta = &vs->meta;
 	bool		ok = true;
@@ -849,15 +889,30 @@ VerifyCodePayload(OmenVerifyState *vs, OmenElem e, const uint8 *code)
 							meta->paddims / 8);
 			break;
 	}
-	if (!ok)
-	{
-		uint64		byte = (uint64) (e % meta->extentElems) * meta->codesize;
+	return ok;
+}
 
-		VerifyFail(vs, "an invalid code",
-				   "Element %u: its code at block %u, offset %d, holds values that no vector encodes to.",
-				   e, vs->extstart[e / meta->extentElems] + (BlockNumber) (byte / OMEN_AREA_SPACE),
-				   (int) (byte % OMEN_AREA_SPACE));
-	}
+/*
+ * Do a slot and a code, read together, agree?  Flags only they may have;
+ * a live element's code written and not deleted (a code is written before
+ * its slot, and marked deleted, then cleared, only after its slot is
+ * marked deleted); no deleted code for an empty slot; a written code that
+ * a vector encodes to.  A deleted slot may have any code: VACUUM is on its
+ * way to freeing it.
+ */
+static bool
+VerifyElementOk(OmenVerifyState *vs, const OmenSlot slot, const uint8 *code)
+{
+	uint16		cflags = VerifyCodeFlags(code);
+
+	if ((cflags & ~(OMEN_CODE_VALID | OMEN_CODE_DELETED)) != 0)
+		return false;
+	if (!(slot->flags & OMEN_SLOT_USED))
+		return !(cflags & OMEN_CODE_DELETED);
+	if (!(slot->flags & OMEN_SLOT_DELETED) &&
+		(cflags & (OMEN_CODE_VALID | OMEN_CODE_DELETED)) != OMEN_CODE_VALID)
+		return false;
+	return !(cflags & OMEN_CODE_VALID) || VerifyCodePayloadOk(vs, code);
 }
 
 static inline uint64
@@ -868,51 +923,56 @@ VerifyTidKey(ItemPointer tid)
 }
 
 /*
- * Check one element: its slot (as copied with its extent) and its code.
- * A code marked deleted whose slot is not, or a used slot whose code is
- * not valid, is what a concurrent VACUUM or insert leaves for a moment
- * (VACUUM flags the slot, then the code; an insert writes the code, then
- * the slot): without the ShareLock, both are read again in the order that
- * makes the check exact, code, slot, code.
+ * Check one element: its slot and its code as copied with its extent, and
+ * what the slot points to.  Without the ShareLock, a slot and a code that
+ * disagree may just have been read on either side of a change (VACUUM
+ * marks a slot deleted, then its code; frees the code, then the slot; an
+ * insert writes a code, then its slot): they are read again together
+ * before anything is reported.
  */
 static void
 VerifyElement(OmenVerifyState *vs, OmenElem e, BlockNumber blk, int slotno,
 			  OmenSlot slot, const uint8 *code)
 {
 	OmenMetaPage meta = &vs->meta;
-	uint16		cflags = VerifyCodeFlags(code);
-	uint16		cflags_after = cflags;
-	bool		payload = true;
+	uint16		cflags;
 
+	if (!vs->strict && !VerifyElementOk(vs, slot, code))
+	{
+		if (!VerifyStableRead(vs, e, vs->slot, vs->code))
+			return;				/* busy: left unchecked, as if empty */
+		slot = vs->slot;
+		code = vs->code;
+	}
+	cflags = VerifyCodeFlags(code);
+
+	if ((slot->flags & OMEN_SLOT_USED) ?
+		(slot->flags & ~(OMEN_SLOT_USED | OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)) != 0 :
+		(slot->flags != 0 && slot->flags != OMEN_SLOT_RESERVED))
+		VerifyFail(vs, "an invalid element slot",
+				   "Block %u, slot %d (element %u) has flags 0x%02X.", blk, slotno, e, slot->flags);
 	if ((cflags & ~(OMEN_CODE_VALID | OMEN_CODE_DELETED)) != 0)
 		VerifyFail(vs, "an invalid code",
 				   "Element %u (block %u, slot %d) has code flags 0x%04X.", e, blk, slotno, cflags);
-	if (!vs->strict &&
-		(((cflags & OMEN_CODE_DELETED) && !(slot->flags & OMEN_SLOT_DELETED)) ||
-		 ((slot->flags & OMEN_SLOT_USED) && !(cflags & OMEN_CODE_VALID))))
-	{
-		cflags = VerifyReadCodeFlags(vs, e);
-		VerifyReadSlot(vs, e, vs->slot);
-		slot = vs->slot;
-		cflags_after = VerifyReadCodeFlags(vs, e);
-		payload = false;
-	}
-
-	if ((slot->flags & ~(OMEN_SLOT_USED | OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)) != 0 ||
-		(!(slot->flags & OMEN_SLOT_USED) && slot->flags != 0))
-		VerifyFail(vs, "an invalid element slot",
-				   "Block %u, slot %d (element %u) has flags 0x%02X.", blk, slotno, e, slot->flags);
 	if ((cflags & OMEN_CODE_DELETED) && !(slot->flags & OMEN_SLOT_DELETED))
 		VerifyFail(vs, "an invalid code",
 				   "Element %u (block %u, slot %d): its code is marked deleted, its slot (flags 0x%02X) is not.",
 				   e, blk, slotno, slot->flags);
-	vs->eflags[e] = slot->flags;
 	if (!(slot->flags & OMEN_SLOT_USED))
 		return;
-	if (!(cflags_after & OMEN_CODE_VALID))
+	if (!(slot->flags & OMEN_SLOT_DELETED) && !(cflags & OMEN_CODE_VALID))
 		VerifyFail(vs, "an invalid code",
-				   "Element %u (block %u, slot %d) is in use, but its code was never written.",
+				   "Element %u (block %u, slot %d) is live, but its code is not written.",
 				   e, blk, slotno);
+	if ((cflags & OMEN_CODE_VALID) && !VerifyCodePayloadOk(vs, code))
+	{
+		uint64		byte = (uint64) (e % meta->extentElems) * meta->codesize;
+
+		VerifyFail(vs, "an invalid code",
+				   "Element %u: its code at block %u, offset %d, holds values that no vector encodes to.",
+				   e, vs->extstart[e / meta->extentElems] + (BlockNumber) (byte / OMEN_AREA_SPACE),
+				   (int) (byte % OMEN_AREA_SPACE));
+	}
 
 	if (slot->level > OMEN_MAX_LEVEL || slot->n0 > vs->maxm0 ||
 		slot->segment >= meta->nsegments)
@@ -962,9 +1022,8 @@ VerifyElement(OmenVerifyState *vs, OmenElem e, BlockNumber blk, int slotno,
 				   blk, slotno, e, slot->level, slot->upperblk);
 	if (slot->level > 0)
 		VerifyReadUpper(vs, e, blk, slotno, slot);
-	if (payload)
-		VerifyCodePayload(vs, e, code);
 
+	vs->eflags[e] = slot->flags;
 	vs->elevel[e] = slot->level;
 	vs->esegment[e] = slot->segment;
 }
@@ -1000,11 +1059,14 @@ VerifyElements(OmenVerifyState *vs)
 
 			VerifyReadPage(vs, start + C + g, (char *) page);
 			if (VerifyPageHeader(vs, start + C + g, page) != OMEN_PAGE_GRAPH ||
-				OmenPageGetOpaque(page)->nslots != want)
+				OmenPageGetOpaque(page)->nslots != want ||
+				(OmenPageGetOpaque(page)->nextblkno != InvalidBlockNumber &&
+				 OmenPageGetOpaque(page)->nextblkno != x))
 				VerifyFail(vs, "an invalid page",
-						   "Graph page %u of extent %u has type %u and %u slots where %d were expected.",
+						   "Graph page %u of extent %u has type %u, %u slots where %d were expected, and extent number %u.",
 						   start + C + g, x, OmenPageGetOpaque(page)->type,
-						   OmenPageGetOpaque(page)->nslots, want);
+						   OmenPageGetOpaque(page)->nslots, want,
+						   OmenPageGetOpaque(page)->nextblkno);
 		}
 		for (int p = 0; p < C; p++)
 		{
@@ -1067,16 +1129,22 @@ VerifyNeighbor(OmenVerifyState *vs, OmenElem e, int level, OmenElem t,
 				   "Block %u, slot %d (element %u) lists element %u at level %d, but only %u elements were allocated.",
 				   blk, slotno, e, t, level, vs->nelems);
 	}
-	if (!(vs->eflags[t] & OMEN_SLOT_USED) && !vs->strict)
-	{
-		VerifyReadSlot(vs, t, vs->slot);
-		if (vs->slot->flags & OMEN_SLOT_USED)
-			return;				/* written after we read its extent */
-	}
 	if (!(vs->eflags[t] & OMEN_SLOT_USED))
-		VerifyFail(vs, "an invalid neighbour list",
-				   "Block %u, slot %d (element %u) lists element %u at level %d, whose slot is empty.",
-				   blk, slotno, e, t, level);
+	{
+		/*
+		 * An empty slot: one written after we read its extent, or a stale
+		 * link to a slot VACUUM freed (src/README, "Vacuum").  Searches
+		 * skip such links; they are counted, not reported as damage.
+		 */
+		if (!vs->strict)
+		{
+			VerifyReadSlot(vs, t, vs->slot);
+			if (vs->slot->flags & OMEN_SLOT_USED)
+				return;
+		}
+		vs->stalelinks++;
+		return;
+	}
 	if (vs->esegment[t] != vs->esegment[e] || (vs->eflags[t] & OMEN_SLOT_NOGRAPH) ||
 		vs->elevel[t] < level)
 		VerifyFail(vs, "an invalid neighbour list",
@@ -1164,16 +1232,42 @@ VerifyLinks(OmenVerifyState *vs)
 	{
 		OmenSegmentData *sd = &meta->segments[i];
 
-		if (sd->entry == OMEN_INVALID_ELEM)
+		OmenElem	entry = sd->entry;
+		uint8		flags;
+		uint8		segment;
+		uint8		level;
+
+		if (entry == OMEN_INVALID_ELEM)
 			continue;
-		if (!(vs->eflags[sd->entry] & OMEN_SLOT_USED) ||
-			(vs->eflags[sd->entry] & OMEN_SLOT_NOGRAPH) ||
-			vs->esegment[sd->entry] != i || vs->elevel[sd->entry] != sd->entrylevel)
+		flags = vs->eflags[entry];
+		segment = vs->esegment[entry];
+		level = vs->elevel[entry];
+		if (!vs->strict &&
+			(!(flags & OMEN_SLOT_USED) || segment != i || level != sd->entrylevel))
+		{
+			OmenMetaPageData fresh;
+
+			/* VACUUM replaces an entry point before it frees its slot */
+			OmenReadMetaPage(vs->index, &fresh);
+			if (fresh.segments[i].entry != entry)
+				continue;
+			VerifyReadSlot(vs, entry, vs->slot);
+			flags = vs->slot->flags;
+			segment = vs->slot->segment;
+			level = vs->slot->level;
+		}
+		if (!(flags & OMEN_SLOT_USED) || (flags & OMEN_SLOT_NOGRAPH) ||
+			segment != i || level != sd->entrylevel)
 			VerifyFail(vs, "an invalid segment entry point",
 					   "Segment %d has entry point %u at level %d, but that element has slot flags 0x%02X, segment %u and level %u.",
-					   i, sd->entry, sd->entrylevel, vs->eflags[sd->entry],
-					   vs->esegment[sd->entry], vs->elevel[sd->entry]);
+					   i, entry, sd->entrylevel, flags, segment, level);
 	}
+
+	if (vs->stalelinks > 0)
+		ereport(NOTICE,
+				(errmsg("index \"%s\" has %lld links to empty slots",
+						vs->name, (long long) vs->stalelinks),
+				 errdetail("Searches skip them.  They are left by an insert that links to an element VACUUM frees meanwhile, and by a repair that VACUUM gives up because an insert changed the list.")));
 }
 
 /* Mark an element reached and queue it, if it is in the graph and new */
@@ -1349,6 +1443,8 @@ VerifyIndex(OmenVerifyState *vs)
 	memset(vs->elevel, 0, Max(vs->nelems, 1));
 	memset(vs->esegment, 0, Max(vs->nelems, 1));
 	vs->slot = palloc(vs->meta.slotsize);
+	vs->slot2 = palloc(vs->meta.slotsize);
+	vs->code = palloc(Max(vs->meta.codesize, 1));
 	vs->upper = palloc(OmenUpperItemSize(vs->meta.m, OMEN_MAX_LEVEL));
 	vs->sorted = palloc(sizeof(OmenElem) * vs->maxm0);
 	if (vs->heapallindexed)
