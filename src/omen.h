@@ -480,6 +480,7 @@ typedef struct OmenHeap
 	bool		ismax;
 } OmenHeap;
 
+extern int	OmenCandCmp(const void *a, const void *b);
 extern void OmenHeapInit(OmenHeap *h, int cap, bool ismax);
 extern void OmenHeapPush(OmenHeap *h, float dist, OmenElem elem);
 extern OmenCand OmenHeapPop(OmenHeap *h);

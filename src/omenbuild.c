@@ -179,19 +179,6 @@ BuildSearchLayer(OmenBuildState *bs, const OmenQuery *q, int level, int ef)
 	}
 }
 
-static int
-BuildCandCmp(const void *a, const void *b)
-{
-	const OmenCand *x = a;
-	const OmenCand *y = b;
-
-	if (OmenDistLess(x->dist, y->dist))
-		return -1;
-	if (OmenDistLess(y->dist, x->dist))
-		return 1;
-	return (x->elem > y->elem) - (x->elem < y->elem);
-}
-
 /*
  * Choose up to maxkeep of ncand candidates (in bs->cands, sorted) with the
  * heuristic, writing them as the list of element "base".
@@ -237,7 +224,7 @@ BuildAddLink(OmenBuildState *bs, int n, int q, float dist, int level)
 	}
 	bs->cands[list[0]].elem = q;
 	bs->cands[list[0]].dist = dist;
-	qsort(bs->cands, list[0] + 1, sizeof(OmenCand), BuildCandCmp);
+	qsort(bs->cands, list[0] + 1, sizeof(OmenCand), OmenCandCmp);
 	BuildSelect(bs, list[0] + 1, cap, list);
 }
 
@@ -305,7 +292,7 @@ BuildInsertElement(OmenBuildState *bs, int q)
 
 		ncand = bs->W.n;
 		memcpy(bs->cands, bs->W.items, sizeof(OmenCand) * ncand);
-		qsort(bs->cands, ncand, sizeof(OmenCand), BuildCandCmp);
+		qsort(bs->cands, ncand, sizeof(OmenCand), OmenCandCmp);
 		BuildSelect(bs, ncand, level == 0 ? bs->maxm0 : bs->m, list);
 		for (int i = 1; i <= list[0]; i++)
 		{

@@ -935,7 +935,8 @@ OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 	}
 }
 
-static int
+/* qsort comparator: by distance (NaN last), then element number */
+int
 OmenCandCmp(const void *a, const void *b)
 {
 	const OmenCand *x = a;
