@@ -461,6 +461,7 @@ extern void OmenElemSlotLoc(OmenIndexInfo *info, OmenElem e, BlockNumber *blk, i
 extern OmenCodeLoc OmenElemCodeLoc(OmenIndexInfo *info, OmenElem e);
 extern float *OmenReadAux(Relation index, BlockNumber blk, int n);
 extern void OmenWaitPoint(const char *name);
+extern void OmenCheckHeapTid(Relation index, ItemPointer tid, OmenElem elem);
 
 /* omensearch.c: graph search on pages, shared by scans and inserts */
 

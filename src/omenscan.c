@@ -26,6 +26,7 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -567,6 +568,7 @@ omengettuple(IndexScanDesc scan, ScanDirection dir)
 			so->stats.dropped++;
 			continue;
 		}
+		OmenCheckHeapTid(scan->indexRelation, &c.tid, c.elem);
 		scan->xs_heaptid = c.tid;
 		if (scan->xs_want_itup)
 		{

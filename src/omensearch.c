@@ -720,6 +720,7 @@ OmenHeapDistance(OmenReader *r, const OmenSlot slot, const OmenQueryPrep *qp)
 	float		d;
 
 	r->distances++;
+	OmenCheckHeapTid(r->index, &tid, OMEN_INVALID_ELEM);
 	if (!table_index_fetch_tuple(hf->fetch, &tid, SnapshotAny, hf->slot, &call_again, &all_dead))
 		return get_float4_nan();
 	value = slot_getattr(hf->slot, hf->attno, &isnull);

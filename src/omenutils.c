@@ -14,6 +14,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "common/pg_prng.h"
 #include "fmgr.h"
@@ -99,6 +100,8 @@ OmenCheckPage(Relation index, Page page, BlockNumber blkno, uint16 type)
 void
 OmenCheckMetaPage(Relation index, OmenMetaPage meta)
 {
+	OmenMetaPageData expect;
+
 	if (meta->magic != OMEN_MAGIC)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
@@ -112,22 +115,37 @@ OmenCheckMetaPage(Relation index, OmenMetaPage meta)
 						RelationGetRelationName(index), meta->version, OMEN_FORMAT_VERSION),
 				 errhint("Run REINDEX INDEX %s.",
 						 quote_identifier(RelationGetRelationName(index)))));
+
+	/*
+	 * Everything about the layout follows from a few settings: recompute it
+	 * and insist on agreement, so that no size read from disk can steer a
+	 * copy out of bounds.
+	 */
 	if (meta->dims < 0 || meta->dims > OMEN_MAX_DIM ||
 		meta->m < OMEN_MIN_M || meta->m > OMEN_MAX_M ||
+		meta->quantizer < OMEN_QUANT_NONE || meta->quantizer > OMEN_QUANT_BQ ||
 		meta->slotsize != (int) OmenSlotSize(meta->m) ||
-		meta->slotsperpage < 1 ||
-		meta->slotsperpage * meta->slotsize > OMEN_AREA_SPACE ||
+		meta->slotsperpage != OMEN_AREA_SPACE / meta->slotsize ||
 		meta->nsegments > OMEN_MAX_SEGMENTS ||
 		meta->ndirpages > OMEN_MAX_DIR_PAGES ||
-		meta->quantizer < OMEN_QUANT_NONE || meta->quantizer > OMEN_QUANT_BQ ||
-		(meta->dims > 0 &&
-		 (meta->extentElems < 1 || meta->extentCodePages < 1 || meta->extentGraphPages < 1 ||
-		  meta->extentElems > meta->extentGraphPages * meta->slotsperpage ||
-		  (int64) meta->extentElems * meta->codesize > (int64) meta->extentCodePages * OMEN_AREA_SPACE)))
+		meta->nextents > (uint32) meta->ndirpages * OMEN_DIR_ENTRIES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" has an invalid metapage",
 						RelationGetRelationName(index))));
+	memcpy(&expect, meta, offsetof(OmenMetaPageData, segments));
+	OmenComputeLayout(&expect);
+	if (expect.codesize != meta->codesize || expect.paddims != meta->paddims ||
+		expect.extentElems != meta->extentElems ||
+		expect.extentCodePages != meta->extentCodePages ||
+		expect.extentGraphPages != meta->extentGraphPages ||
+		(meta->extentElems > 0 &&
+		 meta->nextElem > (uint64) meta->nextents * meta->extentElems))
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has an invalid metapage",
+						RelationGetRelationName(index)),
+				 errdetail("Its layout does not follow from its dimensions, quantizer and m.")));
 }
 
 /* Copy the metapage out, under a share lock, and check it */
@@ -399,4 +417,24 @@ OmenWaitPoint(const char *name)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key, 1);
 	(void) LockAcquire(&tag, ShareLock, false, false);
 	LockRelease(&tag, ShareLock, false);
+}
+
+/*
+ * A heap TID read from an index page, before anything follows it: a
+ * damaged one must not send a heap fetch to block InvalidBlockNumber,
+ * which ReadBuffer takes for P_NEW and answers by extending the table.
+ */
+void
+OmenCheckHeapTid(Relation index, ItemPointer tid, OmenElem elem)
+{
+	if (!ItemPointerIsValid(tid) ||
+		ItemPointerGetBlockNumberNoCheck(tid) == InvalidBlockNumber ||
+		ItemPointerGetOffsetNumberNoCheck(tid) > MaxHeapTuplesPerPage)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has an invalid heap TID",
+						RelationGetRelationName(index)),
+				 errdetail("Element %u points to (%u,%u).", elem,
+						   ItemPointerGetBlockNumberNoCheck(tid),
+						   ItemPointerGetOffsetNumberNoCheck(tid))));
 }
