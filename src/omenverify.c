@@ -1328,10 +1328,6 @@ VerifyReachability(OmenVerifyState *vs)
 			}
 		}
 	}
-	if (vs->curbuf != InvalidBuffer)
-		ReleaseBuffer(vs->curbuf);
-	vs->curbuf = InvalidBuffer;
-
 	for (OmenElem e = 0; e < vs->nelems; e++)
 		if ((vs->eflags[e] & (OMEN_SLOT_USED | OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH | VERIFY_REACHED)) ==
 			OMEN_SLOT_USED)
@@ -1454,6 +1450,9 @@ VerifyIndex(OmenVerifyState *vs)
 	VerifyElements(vs);
 	VerifyLinks(vs);
 	VerifyReachability(vs);
+	if (vs->curbuf != InvalidBuffer)
+		ReleaseBuffer(vs->curbuf);
+	vs->curbuf = InvalidBuffer;
 	if (vs->heapallindexed)
 	{
 		VerifyHeap(vs, snapshot);
