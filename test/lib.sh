@@ -19,6 +19,9 @@
 # Settings (environment, all optional):
 #   OMEN_SHARED     the shared folder (default: <repo>/../shared; may be absent)
 #   OMEN_CACHE      where pgvector gets built from source (default /var/tmp/omen-cache)
+#   OMEN_PG_CONFIG  pg_config of the PostgreSQL 15 to build against and test with
+#                   (default /usr/lib/postgresql/15/bin/pg_config; test/cassert
+#                   sets it to its assertion-enabled build)
 #   OMEN_KEEP_TMP=1 keep temp dirs (logs, data dirs) after the run, for debugging
 #
 # PostgreSQL refuses to run as root, so every server and client process runs
@@ -30,9 +33,16 @@
 
 OMEN_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OMEN_SHARED=${OMEN_SHARED:-$(dirname "$OMEN_REPO")/shared}
-OMEN_PGBIN=/usr/lib/postgresql/15/bin
-OMEN_PG_CONFIG=$OMEN_PGBIN/pg_config
-OMEN_PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
+if [ -n "${OMEN_PG_CONFIG:-}" ]; then
+	# another PostgreSQL 15 installation, e.g. test/cassert's
+	OMEN_PGBIN=$("$OMEN_PG_CONFIG" --bindir) || { echo "error: $OMEN_PG_CONFIG --bindir failed" >&2; exit 1; }
+	OMEN_PGXS_DIR=$("$OMEN_PG_CONFIG" --pgxs) || { echo "error: $OMEN_PG_CONFIG --pgxs failed" >&2; exit 1; }
+	OMEN_PGXS_DIR=${OMEN_PGXS_DIR%/src/makefiles/pgxs.mk}
+else
+	OMEN_PGBIN=/usr/lib/postgresql/15/bin
+	OMEN_PG_CONFIG=$OMEN_PGBIN/pg_config
+	OMEN_PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
+fi
 OMEN_PG_REGRESS=$OMEN_PGXS_DIR/src/test/regress/pg_regress
 OMEN_PG_ISOLATION_REGRESS=$OMEN_PGXS_DIR/src/test/isolation/pg_isolation_regress
 OMEN_PERL_LIB=$OMEN_PGXS_DIR/src/test/perl
