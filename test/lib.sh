@@ -7,6 +7,7 @@
 #   omen_install_deps       Debian packages needed to build and test (apt, only if missing)
 #   omen_install_pgvector   make sure pgvector >= 0.7.0 is installed (apt, or ../shared/vendor)
 #   omen_build              make -j2 && make install in the repo
+#   omen_install_citus      make sure Citus is installed (for 007_citus.pl, bench/citus; builds ../shared/vendor)
 #   omen_mktemp VAR NAME    a fresh temp dir owned by postgres (path in $VAR), removed by omen_cleanup
 #   omen_cluster_start [CONF-LINE...]   throwaway cluster on a private port and socket dir
 #   omen_cluster_stop       stop it and remove its directory
@@ -194,6 +195,70 @@ omen_install_pgvector() {
 		return 1
 	fi
 	OMEN_PGVECTOR_INSTALLED=$ver
+	return 0
+}
+
+# Make sure Citus (only the scale-out test and bench/citus use it) is
+# installed into the PostgreSQL 15 tree: if its citus.control is missing,
+# install its build dependencies with apt and build
+# $OMEN_SHARED/vendor/citus-$OMEN_CITUS_VERSION.tar.gz in the cache dir
+# (about 80 s on 2 cores, once).  Idempotent; returns 1 with a message
+# when Citus is not there afterwards (no ../shared, not root, build failed).
+OMEN_CITUS_VERSION=13.0.5
+OMEN_CITUS_SHA256=b279cf8b0a0cda459653439ea61388f29e16800e23212ac55d4f17e158f61d40
+omen_install_citus() {
+	local sharedir tarball dir log pkgs=(liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev)
+	local missing=() p
+	sharedir=$("$OMEN_PG_CONFIG" --sharedir) || return 1
+	[ -f "$sharedir/extension/citus.control" ] && return 0
+	tarball=$OMEN_SHARED/vendor/citus-$OMEN_CITUS_VERSION.tar.gz
+	if [ ! -f "$tarball" ]; then
+		omen_log "citus: not installed and $tarball is absent"
+		return 1
+	fi
+	if ! omen_is_root; then
+		omen_log "citus: not installed; building it needs root (run test/run as root)"
+		return 1
+	fi
+	if [ "$(sha256sum "$tarball" | cut -d' ' -f1)" != "$OMEN_CITUS_SHA256" ]; then
+		omen_log "citus: $tarball does not have the expected SHA-256 $OMEN_CITUS_SHA256"
+		return 1
+	fi
+	for p in "${pkgs[@]}"; do
+		dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		omen_log "citus: installing build dependencies: ${missing[*]}"
+		omen_apt_update_once &&
+			apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+			{ omen_log "citus: apt-get install ${missing[*]} failed"; return 1; }
+	fi
+	# one build dir per PostgreSQL installation (test/cassert has its own)
+	dir=$OMEN_CACHE/citus-$OMEN_CITUS_VERSION
+	[ "$OMEN_PG_CONFIG" = /usr/lib/postgresql/15/bin/pg_config ] ||
+		dir=$dir-$(printf '%s' "$OMEN_PG_CONFIG" | cksum | cut -d' ' -f1)
+	log=$dir.log
+	mkdir -p "$OMEN_CACHE" || return 1
+	# a lock, as several clones may run test/run at once; whoever waited
+	# finds Citus installed
+	if ! (
+		flock 9
+		[ -f "$sharedir/extension/citus.control" ] && exit 0
+		omen_log "citus: building $OMEN_CITUS_VERSION from $tarball in $dir (about 80 s, once)"
+		rm -rf "$dir" && mkdir -p "$dir" &&
+			tar -xzf "$tarball" -C "$dir" --strip-components=1 || exit 1
+		if ! (cd "$dir" &&
+			./configure PG_CONFIG="$OMEN_PG_CONFIG" &&
+			make -j2 && make install) >"$log" 2>&1; then
+			tail -n 40 "$log" >&2
+			omen_log "citus: build failed (log: $log)"
+			exit 1
+		fi
+	) 9>"$OMEN_CACHE/citus.lock"; then
+		return 1
+	fi
+	[ -f "$sharedir/extension/citus.control" ] ||
+		{ omen_log "citus: installed, but $sharedir/extension/citus.control is missing"; return 1; }
 	return 0
 }
 
