@@ -606,11 +606,13 @@ OmenFindNeighbors(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int ent
  * Make element n link to the new element q at one level.  The list is read
  * under a share lock, the new one computed with no lock held, and written
  * only if the list did not change in between (else we retry).  When the
- * list is full the heuristic decides which links stay.
+ * list is full the heuristic decides which links stay.  Returns whether
+ * the link was written.
  */
-static void
+static bool
 OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dist, int level)
 {
+	bool		linked = false;
 	OmenIndexInfo *info = r->info;
 	int			cap = level == 0 ? info->maxm0 : info->m;
 	OmenSlot	slot = palloc(info->slotsize);
@@ -719,6 +721,7 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		}
 		GenericXLogFinish(state);
 		UnlockReleaseBuffer(buf);
+		linked = true;
 		break;
 	}
 	pfree(slot);
@@ -727,6 +730,7 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 	pfree(dists);
 	pfree(cands);
 	pfree(nvec);
+	return linked;
 }
 
 /*
@@ -910,13 +914,37 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 		return;
 	}
 
-	for (int l = Min(level, seg.entrylevel); l >= 0; l--)
+	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		for (int i = 0; i < links.n[l]; i++)
+		int			nlinked = 0;
+		int			nwanted = 0;
+
+		for (int l = Min(level, seg.entrylevel); l >= 0; l--)
 		{
-			CHECK_FOR_INTERRUPTS();
-			OmenAddBackLink(index, &reader, links.elems[l][i], elem, links.dists[l][i], l);
+			for (int i = 0; i < links.n[l]; i++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				if (links.elems[l][i] == elem)
+					continue;
+				nwanted++;
+				if (OmenAddBackLink(index, &reader, links.elems[l][i], elem, links.dists[l][i], l))
+					nlinked++;
+			}
 		}
+		if (nlinked > 0 || nwanted == 0 || nograph)
+			break;
+
+		/*
+		 * Not one neighbour took a link: VACUUM freed them all meanwhile,
+		 * and nothing would lead to the new element.  Search again, and
+		 * link from what the graph holds now.
+		 */
+		OmenReadMetaPage(index, &meta);
+		seg = meta.segments[segment];
+		if (seg.entry == OMEN_INVALID_ELEM)
+			break;
+		memset(links.n, 0, sizeof(links.n));
+		OmenFindNeighbors(&reader, &q, seg.entry, seg.entrylevel, level, &links);
 	}
 	OmenReaderRelease(&reader);
 	OmenWaitPoint("insert-after-links");
