@@ -462,6 +462,7 @@ extern OmenCodeLoc OmenElemCodeLoc(OmenIndexInfo *info, OmenElem e);
 extern float *OmenReadAux(Relation index, BlockNumber blk, int n);
 extern void OmenWaitPoint(const char *name);
 extern void OmenCheckHeapTid(Relation index, ItemPointer tid, OmenElem elem);
+extern bool OmenItemOk(Page page, OffsetNumber off, Size size);
 
 /* omensearch.c: graph search on pages, shared by scans and inserts */
 

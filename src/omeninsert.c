@@ -703,7 +703,7 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		else
 		{
 			OmenCheckPage(index, page, blk, OMEN_PAGE_UPPER);
-			if (slot->upperoff < FirstOffsetNumber || slot->upperoff > PageGetMaxOffsetNumber(page))
+			if (!OmenItemOk(page, slot->upperoff, OmenUpperItemSize(info->m, slot->level)))
 				elog(ERROR, "invalid upper list of element %u in index \"%s\"",
 					 n, RelationGetRelationName(index));
 			count = OmenUpperList(PageGetItem(page, PageGetItemId(page, slot->upperoff)),

@@ -348,7 +348,12 @@ OmenReaderPin(OmenReader *r, BlockNumber blk)
 {
 	int			i = blk % r->npins;
 
-	if (r->blks[i] == blk)
+	if (unlikely(blk == InvalidBlockNumber))
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" refers to an invalid block",
+						RelationGetRelationName(r->index))));
+	if (r->blks[i] == blk && r->bufs[i] != InvalidBuffer)
 		return r->bufs[i];
 	r->pages++;
 	if (r->bufs[i] != InvalidBuffer)
@@ -399,7 +404,8 @@ OmenReadSlot(OmenReader *r, OmenElem elem, OmenSlot out)
 
 	if (!(out->flags & OMEN_SLOT_USED))
 		return false;
-	if (out->n0 > r->info->maxm0 || out->level > OMEN_MAX_LEVEL)
+	if (out->n0 > r->info->maxm0 || out->level > OMEN_MAX_LEVEL ||
+		out->segment >= OMEN_MAX_SEGMENTS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" has an invalid element slot",
@@ -558,9 +564,7 @@ OmenReadNeighbors(OmenReader *r, OmenElem elem, const OmenSlot slot, int level, 
 	page = BufferGetPage(buf);
 	if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
 		OmenPageGetOpaque(page)->type != OMEN_PAGE_UPPER ||
-		slot->upperoff < FirstOffsetNumber ||
-		slot->upperoff > PageGetMaxOffsetNumber(page) ||
-		ItemIdGetLength(PageGetItemId(page, slot->upperoff)) < OmenUpperItemSize(m, slot->level))
+		!OmenItemOk(page, slot->upperoff, OmenUpperItemSize(m, slot->level)))
 	{
 		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		ereport(ERROR,
@@ -572,7 +576,7 @@ OmenReadNeighbors(OmenReader *r, OmenElem elem, const OmenSlot slot, int level, 
 	}
 	iid = PageGetItemId(page, slot->upperoff);
 	list = OmenUpperList(PageGetItem(page, iid), m, level);
-	n = Min((int) list[0], m);
+	n = list[0] <= (uint32) m ? (int) list[0] : m;
 	memcpy(out, list + 1, sizeof(OmenElem) * n);
 	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 	return n;
@@ -607,14 +611,14 @@ OmenLockChunk(OmenReader *r, BlockNumber blk, OffsetNumber off, int remaining, B
 	page = BufferGetPage(buf);
 	if (PageIsNew(page) || PageGetSpecialSize(page) != MAXALIGN(sizeof(OmenPageOpaqueData)) ||
 		OmenPageGetOpaque(page)->type != OMEN_PAGE_VECTOR ||
-		off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page))
+		!OmenItemOk(page, off, offsetof(OmenVectorChunkData, values)))
 	{
 		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		OmenBadChunk(r->index, blk, off);
 	}
 	iid = PageGetItemId(page, off);
 	chunk = (OmenVectorChunk) PageGetItem(page, iid);
-	if (!ItemIdIsNormal(iid) || chunk->nvalues == 0 || chunk->nvalues > remaining ||
+	if (chunk->nvalues == 0 || chunk->nvalues > remaining ||
 		ItemIdGetLength(iid) < offsetof(OmenVectorChunkData, values) + sizeof(float4) * chunk->nvalues)
 	{
 		LockBuffer(buf, BUFFER_LOCK_UNLOCK);

@@ -438,3 +438,23 @@ OmenCheckHeapTid(Relation index, ItemPointer tid, OmenElem elem)
 						   ItemPointerGetBlockNumberNoCheck(tid),
 						   ItemPointerGetOffsetNumberNoCheck(tid))));
 }
+
+/*
+ * Is item off of this page one we may read size bytes of?  Checks the line
+ * pointer against the page, so that a damaged one cannot point a read or a
+ * write outside the page.
+ */
+bool
+OmenItemOk(Page page, OffsetNumber off, Size size)
+{
+	ItemId		iid;
+	PageHeader	ph = (PageHeader) page;
+
+	if (off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page))
+		return false;
+	iid = PageGetItemId(page, off);
+	return ItemIdIsNormal(iid) &&
+		ItemIdGetLength(iid) >= size &&
+		ItemIdGetOffset(iid) >= ph->pd_upper &&
+		(Size) ItemIdGetOffset(iid) + ItemIdGetLength(iid) <= ph->pd_special;
+}

@@ -187,7 +187,7 @@ OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const Ome
 		uint32	   *count;
 
 		OmenCheckPage(index, page, blk, OMEN_PAGE_UPPER);
-		if (eslot->upperoff < FirstOffsetNumber || eslot->upperoff > PageGetMaxOffsetNumber(page))
+		if (!OmenItemOk(page, eslot->upperoff, OmenUpperItemSize(info->m, eslot->level)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INDEX_CORRUPTED),
 					 errmsg("index \"%s\" has an invalid upper neighbour list",
