@@ -144,11 +144,15 @@ typedef struct OmenPageOpaqueData
 								 * graph pages: number of their extent */
 	uint16		type;			/* OMEN_PAGE_* */
 	uint16		nslots;			/* graph pages: number of slots */
-	uint16		unused;
-	uint16		page_id;		/* OMEN_PAGE_ID */
+	uint32		unused;
+	uint16		unused2;
+	uint16		page_id;		/* OMEN_PAGE_ID, the page's last two bytes */
 } OmenPageOpaqueData;
 
 typedef OmenPageOpaqueData *OmenPageOpaque;
+
+StaticAssertDecl(sizeof(OmenPageOpaqueData) == 16,
+				 "the page id must be the last two bytes of the page");
 
 #define OmenPageGetOpaque(page) ((OmenPageOpaque) PageGetSpecialPointer(page))
 

@@ -67,6 +67,7 @@ OmenInitPage(Page page, uint16 type)
 	opaque->type = type;
 	opaque->nslots = 0;
 	opaque->unused = 0;
+	opaque->unused2 = 0;
 	opaque->page_id = OMEN_PAGE_ID;
 }
 

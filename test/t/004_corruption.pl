@@ -287,7 +287,7 @@ baseline();
 {
 	my ($blk) = slot_loc($pristine{t_idx}, $meta, 0);
 	corrupt('t_idx',
-		sub { write_bytes($_[0], $blk * $BLCKSZ + $SPECIAL + 10, pack('S', 0x1234)); });
+		sub { write_bytes($_[0], $blk * $BLCKSZ + $SPECIAL + 14, pack('S', 0x1234)); });
 	my ($ret, $out, $err) = run_sql("SELECT * FROM omen_verify('t_idx');");
 	like(
 		$err,
