@@ -143,11 +143,10 @@ OmenRepairList(OmenReader *r, OmenElem e, const OmenSlot eslot, int level,
 }
 
 /*
- * Write a repaired list, if the list is still what we read (an insert may
- * have changed it meanwhile; then we leave it: a stale link to a freed
- * slot is skipped by searches).
+ * Write a repaired list, if the list is still what we read; returns false
+ * if an insert changed it meanwhile (the caller reads it again).
  */
-static void
+static bool
 OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const OmenSlot eslot,
 					  int level, const OmenElem *old, int nold, const OmenElem *newlist, int nnew)
 {
@@ -176,7 +175,7 @@ OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const Ome
 		{
 			GenericXLogAbort(state);
 			UnlockReleaseBuffer(buf);
-			return;
+			return false;
 		}
 		pslot->n0 = nnew;
 		for (int j = 0; j < info->maxm0; j++)
@@ -199,7 +198,7 @@ OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const Ome
 		{
 			GenericXLogAbort(state);
 			UnlockReleaseBuffer(buf);
-			return;
+			return false;
 		}
 		count[0] = nnew;
 		for (int j = 0; j < info->m; j++)
@@ -207,6 +206,7 @@ OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const Ome
 	}
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(buf);
+	return true;
 }
 
 /*
@@ -245,21 +245,31 @@ OmenRepairGraph(IndexVacuumInfo *vinfo, OmenIndexInfo *info, uint32 nextents,
 			}
 			for (int level = 0; level <= slot->level; level++)
 			{
-				int			nold = OmenReadNeighbors(&r, e, slot, level, old);
-				bool		hit = false;
-				int			nnew;
+				/* an insert may change the list under us: then again */
+				for (int attempt = 0; attempt < 3; attempt++)
+				{
+					int			nold;
+					bool		hit = false;
+					int			nnew;
 
-				for (int j = 0; j < nold && !hit; j++)
-					hit = OmenIsDeleted(deleted, ndeleted, old[j]);
-				if (!hit)
-					continue;
-				vacuum_delay_point();
-				oldcxt = MemoryContextSwitchTo(tmp);
-				nnew = OmenRepairList(&r, e, slot, level, old, nold, deleted, ndeleted, newlist);
-				MemoryContextSwitchTo(oldcxt);
-				MemoryContextReset(tmp);
-				OmenReaderRelease(&r);
-				OmenWriteRepairedList(vinfo->index, info, e, slot, level, old, nold, newlist, nnew);
+					if (attempt > 0 &&
+						(!OmenReadSlot(&r, e, slot) || (slot->flags & OMEN_SLOT_DELETED)))
+						break;
+					nold = OmenReadNeighbors(&r, e, slot, level, old);
+					for (int j = 0; j < nold && !hit; j++)
+						hit = OmenIsDeleted(deleted, ndeleted, old[j]);
+					if (!hit)
+						break;
+					vacuum_delay_point();
+					oldcxt = MemoryContextSwitchTo(tmp);
+					nnew = OmenRepairList(&r, e, slot, level, old, nold, deleted, ndeleted, newlist);
+					MemoryContextSwitchTo(oldcxt);
+					MemoryContextReset(tmp);
+					OmenReaderRelease(&r);
+					if (OmenWriteRepairedList(vinfo->index, info, e, slot, level, old, nold,
+											  newlist, nnew))
+						break;
+				}
 			}
 		}
 		OmenReaderRelease(&r);
