@@ -29,7 +29,7 @@ DATA = sql/omen--0.1.0.sql sql/omen--0.1.0--0.1.1.sql
 PGFILEDESC = "omen - HNSW vector index access method"
 
 # pg_regress suites, in sql/ and expected/, run in this order
-REGRESS = vector_distance bad_input omen_index omen_recall omen_quantizers omen_filter omen_vacuum omen_verify
+REGRESS = vector_distance bad_input omen_index omen_recall omen_quantizers omen_filter omen_vacuum omen_verify omen_parallel
 
 PG_CONFIG ?= pg_config
 

@@ -41,6 +41,7 @@ int			omen_code_cache_mb = 128;
 int			omen_max_scan_tuples = 100000;
 double		omen_scan_mem_multiplier = 2.0;
 char	   *omen_debug_wait_point = NULL;
+int			omen_max_build_shared_memory = 2048;
 
 /* not copied by add_enum_reloption: must be static */
 static relopt_enum_elt_def omen_quantizer_values[] = {
@@ -130,6 +131,12 @@ _PG_init(void)
 							   &omen_debug_wait_point, "",
 							   PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
+	DefineCustomIntVariable("omen.max_build_shared_memory",
+							"Largest dynamic shared memory segment a parallel index build may use.",
+							"A build that would need more (or more than /dev/shm has free) runs without parallel workers.",
+							&omen_max_build_shared_memory, 2048, 0, INT_MAX / 2,
+							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
+
 	DefineCustomEnumVariable("omen.simd",
 							 "Highest SIMD implementation of the distance kernels to use.",
 							 "The best one the CPU supports is used, up to this level.",
@@ -169,6 +176,8 @@ omenbuildphasename(int64 phasenum)
 			return "loading tuples";
 		case 3:
 			return "writing pages";
+		case 4:
+			return "building graph";
 		default:
 			return NULL;
 	}

@@ -599,4 +599,12 @@ OmenDistLess(float a, float b)
 	return a < b;
 }
 
+/*
+ * Parallel build (omenbuild.c)
+ */
+struct dsm_segment;
+struct shm_toc;
+extern int	omen_max_build_shared_memory;
+extern PGDLLEXPORT void OmenParallelBuildMain(struct dsm_segment *seg, struct shm_toc *toc);
+
 #endif							/* OMEN_H */
