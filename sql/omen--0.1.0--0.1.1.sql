@@ -18,3 +18,12 @@ COMMENT ON FUNCTION omen_verify(regclass, boolean) IS 'check the structure of an
 -- Not for everyone, as amcheck's functions are not: it reads every page
 -- of the index, and with heapallindexed the whole table, under locks.
 REVOKE ALL ON FUNCTION omen_verify(regclass, boolean) FROM PUBLIC;
+
+-- Rebuild the live elements of an omen index into as few segments as
+-- maintenance_work_mem allows (one, if they fit), so that scans search one
+-- graph; returns the number of segments afterwards.  The caller must own
+-- the index; inserts wait meanwhile, scans do not.
+CREATE FUNCTION omen_merge_segments(regclass) RETURNS integer
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION omen_merge_segments(regclass) IS 'rebuild the live elements of an omen index into as few segments as memory allows';

@@ -1,6 +1,7 @@
 -- Parallel CREATE INDEX: builds with workers and without give complete,
 -- ordered, high-recall indexes; a small maintenance_work_mem makes several
--- segments; omen.max_build_shared_memory falls back to a serial build.
+-- segments; omen.max_build_shared_memory falls back to a serial build;
+-- omen_merge_segments() rebuilds the segments into one.
 CREATE EXTENSION omen CASCADE;
 
 CREATE TABLE glove (id int PRIMARY KEY, v vector(100));
@@ -78,10 +79,38 @@ CREATE INDEX glove_seg ON glove USING omen (v vector_cosine_ops);
 RESET maintenance_work_mem;
 SELECT complete('glove_seg'), segments > 2 AS several_segments FROM omen_index_info('glove_seg');
 SELECT recall_glove() >= 0.95 AS segments_recall_ok, ordered_glove(50) AS segments_ordered;
+CREATE TABLE before_merge AS
+	SELECT q.id, ARRAY(SELECT s.id FROM glove s ORDER BY s.v <=> q.v LIMIT 10) AS ids FROM glove_q q;
+
+-- Merge the segments into one: same rows, same recall, nearly the same
+-- answers (the graph is new, so an approximate search may differ a little)
+SELECT omen_merge_segments('glove_seg');
+SELECT complete('glove_seg'), segments FROM omen_index_info('glove_seg');
+SELECT recall_glove() >= 0.95 AS merged_recall_ok, ordered_glove(50) AS merged_ordered;
+SELECT avg((SELECT count(*) FROM unnest(ARRAY(SELECT s.id FROM glove s ORDER BY s.v <=> q.v LIMIT 10)) r
+			WHERE r = ANY (b.ids)) / 10.0) >= 0.95 AS same_answers
+FROM glove_q q JOIN before_merge b USING (id);
+-- the slots VACUUM freed are left behind, and the old pages stay
+-- unreferenced until REINDEX; inserts go on into the merged index
+DELETE FROM glove WHERE id % 10 = 0;
+VACUUM glove;
+SELECT pg_relation_size('glove_seg') AS size_before \gset
+SELECT omen_merge_segments('glove_seg');
+SELECT complete('glove_seg'), segments FROM omen_index_info('glove_seg');
+SELECT pg_relation_size('glove_seg') > :size_before AS grew;
+\copy glove FROM 'data/glove_base.tsv' WHERE id % 10 = 0
+SELECT complete('glove_seg');
+TRUNCATE glove_gt;
+SET enable_indexscan = off;
+INSERT INTO glove_gt
+	SELECT q.id, ARRAY(SELECT s.id FROM glove s ORDER BY s.v <=> q.v LIMIT 10) AS ids FROM glove_q q;
+RESET enable_indexscan;
+SELECT recall_glove() >= 0.95 AS merged_insert_recall_ok;
 DROP INDEX glove_seg;
 
 -- Quantized codes, several segments from several writers (the centroid
--- of bq comes from the first one)
+-- of bq comes from the first one), and a merge that reads the vectors
+-- back from the table (vectors = heap)
 SET maintenance_work_mem = '1MB';
 CREATE INDEX glove_bq ON glove USING omen (v vector_cosine_ops) WITH (quantizer = bq);
 CREATE INDEX glove_sq8 ON glove USING omen (v vector_cosine_ops) WITH (quantizer = sq8, vectors = heap);
@@ -90,6 +119,9 @@ SELECT complete('glove_bq'), segments > 2 AS several_segments FROM omen_index_in
 SELECT complete('glove_sq8'), segments > 2 AS several_segments FROM omen_index_info('glove_sq8');
 DROP INDEX glove_bq;
 SELECT recall_glove() >= 0.95 AS sq8_recall_ok;
+SELECT omen_merge_segments('glove_sq8');
+SELECT complete('glove_sq8'), segments FROM omen_index_info('glove_sq8');
+SELECT recall_glove() >= 0.95 AS sq8_merged_recall_ok, ordered_glove(50) AS sq8_merged_ordered;
 DROP INDEX glove_sq8;
 
 -- Shared memory over omen.max_build_shared_memory: a NOTICE, then a
@@ -111,7 +143,23 @@ CREATE INDEX glove_cancel ON glove USING omen (v vector_cosine_ops) WITH (ef_con
 RESET statement_timeout;
 SELECT count(*) FROM pg_class WHERE relname = 'glove_cancel';
 
-DROP TABLE glove, glove_q, glove_gt;
+-- omen_merge_segments() wants an omen index that the caller owns
+CREATE INDEX glove_own ON glove USING omen (v vector_cosine_ops);
+SELECT omen_merge_segments('glove');
+SELECT omen_merge_segments('glove_pkey');
+CREATE ROLE omen_parallel_other;
+SET ROLE omen_parallel_other;
+SELECT omen_merge_segments('glove_own');
+RESET ROLE;
+DROP ROLE omen_parallel_other;
+-- nor one this session is scanning
+BEGIN;
+DECLARE c CURSOR FOR SELECT id FROM glove ORDER BY v <=> (SELECT v FROM glove_q WHERE id = 1);
+FETCH 1 FROM c;
+SELECT omen_merge_segments('glove_own');
+ROLLBACK;
+
+DROP TABLE glove, glove_q, glove_gt, before_merge;
 DROP FUNCTION recall_glove(), ordered_glove(int), complete(regclass);
 DROP EXTENSION omen;
 DROP EXTENSION vector;

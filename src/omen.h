@@ -600,11 +600,12 @@ OmenDistLess(float a, float b)
 }
 
 /*
- * Parallel build (omenbuild.c)
+ * Parallel build and segment merge (omenbuild.c)
  */
 struct dsm_segment;
 struct shm_toc;
 extern int	omen_max_build_shared_memory;
 extern PGDLLEXPORT void OmenParallelBuildMain(struct dsm_segment *seg, struct shm_toc *toc);
+extern Datum omen_merge_segments(PG_FUNCTION_ARGS);
 
 #endif							/* OMEN_H */

@@ -3,7 +3,9 @@
  * omenbuild.c
  *	  CREATE INDEX for omen, serial and parallel: load the table's vectors
  *	  into memory, build an HNSW graph over them there, and write it out as
- *	  a segment of extents, vector pages and upper pages.
+ *	  a segment of extents, vector pages and upper pages.  Also
+ *	  omen_merge_segments(), which rebuilds an index's live elements into
+ *	  as few new segments as memory allows.
  *
  * A build works in rounds.  It loads vectors into a graph arena until the
  * arena is full (maintenance_work_mem) or the table is exhausted, links
@@ -45,8 +47,11 @@
 #include "access/xloginsert.h"
 #include "catalog/index.h"
 #include "commands/progress.h"
+#include "commands/tablecmds.h"
+#include "commands/vacuum.h"
 #include "common/pg_prng.h"
 #include "executor/instrument.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "omen.h"
 #include "optimizer/optimizer.h"
@@ -56,11 +61,14 @@
 #include "storage/bufmgr.h"
 #include "storage/condition_variable.h"
 #include "storage/dsm_impl.h"
+#include "storage/lmgr.h"
 #include "storage/shm_toc.h"
 #include "storage/smgr.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/backend_progress.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -235,6 +243,7 @@ typedef struct OmenBuildState
 	OmenMetaPage meta;
 	OmenMetaPageData localmeta;
 	OmenIndexInfo info;			/* for encoding codes and locating them */
+	BlockNumber merged;			/* merge: first block of the new pages */
 
 	MemoryContext tmpCtx;
 } OmenBuildState;
@@ -898,7 +907,7 @@ BuildReport(OmenBuildState *bs, int phase, int64 count)
 	const int	index[2] = {PROGRESS_CREATEIDX_SUBPHASE, PROGRESS_CREATEIDX_TUPLES_DONE};
 	int64		val[2];
 
-	if (IsParallelWorker())
+	if (IsParallelWorker() || bs->merged != InvalidBlockNumber)
 		return;
 	if (count < 0)
 	{
@@ -1735,7 +1744,8 @@ OmenFillMetaPage(Page page, OmenMetaPage meta)
  * workers, which then use the leader's metapage image instead of theirs.
  */
 static void
-BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo)
+BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo,
+			   const OmenMetaPageData *from)
 {
 	OmenOptions *opts = (OmenOptions *) index->rd_options;
 	OmenMetaPage meta = &bs->localmeta;
@@ -1745,15 +1755,16 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 	bs->index = index;
 	bs->indexInfo = indexInfo;
 	bs->metric = (OmenMetric) OmenGetMetricInfo(index)->metric;
-	bs->dims = OmenColumnDims(index);
-	bs->m = opts ? opts->m : OMEN_DEFAULT_M;
-	bs->efc = opts ? opts->ef_construction : OMEN_DEFAULT_EF_CONSTRUCTION;
+	bs->dims = from ? from->dims : OmenColumnDims(index);
+	bs->m = from ? from->m : opts ? opts->m : OMEN_DEFAULT_M;
+	bs->efc = from ? from->ef_construction : opts ? opts->ef_construction : OMEN_DEFAULT_EF_CONSTRUCTION;
 	bs->maxm0 = 2 * bs->m;
 	bs->ml = 1.0 / log((double) bs->m);
 	bs->slotsize = OmenSlotSize(bs->m);
 	bs->slotsperpage = OMEN_AREA_SPACE / bs->slotsize;
 	bs->meta = meta;
 	bs->graph = &bs->localgraph;
+	bs->merged = InvalidBlockNumber;
 	SpinLockInit(&bs->localgraph.lock);
 	pg_atomic_init_u32(&bs->localgraph.nextinsert, 0);
 	bs->localgraph.entry = -1;
@@ -1780,19 +1791,33 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 				 errmsg("vectors = heap is not supported for an index on an expression"),
 				 errhint("Keep the vectors in the index (vectors = index).")));
 
-	meta->magic = OMEN_MAGIC;
-	meta->version = OMEN_FORMAT_VERSION;
-	meta->dims = bs->dims;
-	meta->metric = bs->metric;
-	meta->elemtype = OmenGetMetricInfo(index)->elemtype;
-	meta->m = bs->m;
-	meta->ef_construction = bs->efc;
-	meta->quantizer = opts ? opts->quantizer : OMEN_QUANT_NONE;
-	meta->vectors = opts ? opts->vectors : OMEN_VECTORS_INDEX;
-	meta->slotsize = bs->slotsize;
-	meta->slotsperpage = bs->slotsperpage;
-	meta->rotseed = (uint32) pg_prng_uint32(&pg_global_prng_state);
-	meta->centroidBlk = InvalidBlockNumber;
+	if (from)
+	{
+		/*
+		 * A merge: the index's settings, layout, rotation and centroid stay;
+		 * the elements, extents and segments start afresh, and the code
+		 * generation advances so that backends drop their cached codes.
+		 */
+		memcpy(meta, from, sizeof(OmenMetaPageData));
+		meta->codegen++;
+		memset(meta->dirpages, 0, sizeof(meta->dirpages));
+	}
+	else
+	{
+		meta->magic = OMEN_MAGIC;
+		meta->version = OMEN_FORMAT_VERSION;
+		meta->dims = bs->dims;
+		meta->metric = bs->metric;
+		meta->elemtype = OmenGetMetricInfo(index)->elemtype;
+		meta->m = bs->m;
+		meta->ef_construction = bs->efc;
+		meta->quantizer = opts ? opts->quantizer : OMEN_QUANT_NONE;
+		meta->vectors = opts ? opts->vectors : OMEN_VECTORS_INDEX;
+		meta->slotsize = bs->slotsize;
+		meta->slotsperpage = bs->slotsperpage;
+		meta->rotseed = (uint32) pg_prng_uint32(&pg_global_prng_state);
+		meta->centroidBlk = InvalidBlockNumber;
+	}
 	meta->nextElem = 0;
 	meta->nextents = 0;
 	meta->vectorInsertBlk = InvalidBlockNumber;
@@ -1806,7 +1831,8 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 		meta->segments[i].flags = 0;
 		meta->segments[i].nelements = 0;
 	}
-	OmenComputeLayout(meta);
+	if (!from)
+		OmenComputeLayout(meta);
 
 	/* what encoding needs to know */
 	bs->info.index = index;
@@ -1828,7 +1854,7 @@ BuildInitState(OmenBuildState *bs, Relation heap, Relation index, IndexInfo *ind
 }
 
 /*
- * Serial build: a private arena, allocated at the first vector,
+ * Serial build (and merge): a private arena, allocated at the first vector,
  * when the dimensions are sure to be known.
  */
 static void
@@ -2063,7 +2089,7 @@ OmenParallelBuildMain(dsm_segment *seg, shm_toc *toc)
 
 	InstrStartParallelQuery();
 
-	BuildInitState(&bs, heap, index, indexInfo);
+	BuildInitState(&bs, heap, index, indexInfo, NULL);
 	BuildAttachShared(&bs, shared, arena);
 	BuildParticipate(&bs, false);
 
@@ -2252,7 +2278,7 @@ omenbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
 
-	BuildInitState(&bs, heap, index, indexInfo);
+	BuildInitState(&bs, heap, index, indexInfo, NULL);
 
 	/* the metapage is block 0; it is filled in at the end */
 	metabuf = ReadBufferExtended(index, MAIN_FORKNUM, P_NEW, RBM_NORMAL, NULL);
@@ -2316,7 +2342,7 @@ omenbuildempty(Relation index)
 	OmenBuildState bs;
 	Page		page;
 
-	BuildInitState(&bs, NULL, index, NULL);
+	BuildInitState(&bs, NULL, index, NULL, NULL);
 	bs.meta->nsegments = 1;
 
 	page = (Page) palloc(BLCKSZ);
@@ -2327,4 +2353,205 @@ omenbuildempty(Relation index)
 				OMEN_METAPAGE_BLKNO, page, true);
 	smgrimmedsync(RelationGetSmgr(index), INIT_FORKNUM);
 	pfree(page);
+}
+
+/* ---- omen_merge_segments ---- */
+
+/*
+ * A merge reads the vector of a live element: from its code (quantizer
+ * none, where the code is the vector), from the index's vector pages, or
+ * from the table (vectors = heap).  Returns NULL for an element whose row
+ * is gone from the table.
+ */
+typedef struct OmenMergeReader
+{
+	OmenReader	r;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	AttrNumber	attno;
+	float	   *vec;
+} OmenMergeReader;
+
+static const float *
+MergeVector(OmenBuildState *bs, OmenMergeReader *mr, OmenElem elem, OmenSlot slot)
+{
+	OmenIndexInfo *info = mr->r.info;
+	float		norm;
+
+	if (mr->fetch != NULL)
+	{
+		ItemPointerData tid = slot->heaptid;
+		bool		call_again = false;
+		bool		all_dead = false;
+		bool		isnull;
+		Datum		value;
+		const float *v;
+		int			dims;
+
+		/* any version of the HOT chain holds the indexed vector */
+		if (!table_index_fetch_tuple(mr->fetch, &tid, SnapshotAny, mr->slot,
+									 &call_again, &all_dead))
+			return NULL;
+		value = slot_getattr(mr->slot, mr->attno, &isnull);
+		if (isnull)
+		{
+			ExecClearTuple(mr->slot);
+			return NULL;
+		}
+		v = OmenDatumValues(info->elemtype, value, &dims);
+		if (dims != info->dims)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("expected %d dimensions, not %d", info->dims, dims)));
+		memcpy(mr->vec, v, sizeof(float) * dims);
+		ExecClearTuple(mr->slot);
+		return mr->vec;
+	}
+	return OmenSlotVector(&mr->r, elem, slot, mr->vec, &norm);
+}
+
+/*
+ * omen_merge_segments(regclass): rebuild the live elements of an omen
+ * index into as few segments as maintenance_work_mem allows (one, if they
+ * fit), so that scans search one graph instead of several.  Returns the
+ * number of segments the index has afterwards.
+ *
+ * The new segments go into new extents, directory and item pages at the
+ * end of the relation, written without WAL and logged as full images, like
+ * a build; then one GenericXLog record of the metapage switches the index
+ * over.  A crash before that record leaves unreferenced pages behind, one
+ * after it the merged index; the old pages stay unreferenced until the
+ * next REINDEX.  ShareRowExclusiveLock on the index keeps out inserts,
+ * VACUUM and other merges but not scans; the switch waits for the scans
+ * that began before the merge, which could otherwise meet elements added
+ * after they read the metapage and look them up in the new directory.
+ */
+PG_FUNCTION_INFO_V1(omen_merge_segments);
+Datum
+omen_merge_segments(PG_FUNCTION_ARGS)
+{
+	Oid			indexoid = PG_GETARG_OID(0);
+	char	   *name;
+	Oid			heapoid;
+	Relation	heap;
+	Relation	index;
+	LOCKTAG		tag;
+	VirtualTransactionId *scans;
+	OmenMetaPageData oldmeta;
+	OmenIndexInfo rinfo;
+	OmenMergeReader mr;
+	OmenBuildState bs;
+	OmenSlot	slots;
+	double		live = 0;
+	Buffer		metabuf;
+	GenericXLogState *state;
+	Page		page;
+
+	name = get_rel_name(indexoid);
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", indexoid)));
+	heapoid = IndexGetRelation(indexoid, true);
+	if (!OidIsValid(heapoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an omen index", name)));
+	if (!pg_class_ownercheck(indexoid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_INDEX, name);
+
+	/* table first, as everyone locks them */
+	heap = table_open(heapoid, AccessShareLock);
+	index = OmenOpenIndex(indexoid, ShareRowExclusiveLock);
+	CheckTableNotInUse(index, "merge segments of");
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, indexoid);
+	scans = GetLockConflicts(&tag, AccessExclusiveLock, NULL);
+
+	OmenReadMetaPage(index, &oldmeta);
+	OmenInitIndexInfo(&rinfo, index, &oldmeta);
+	for (int i = 0; i < oldmeta.nsegments; i++)
+		live += oldmeta.segments[i].nelements;
+
+	BuildInitState(&bs, heap, index, NULL, &oldmeta);
+	bs.merged = RelationGetNumberOfBlocks(index);
+	BuildInitSerial(&bs, live);
+
+	memset(&mr, 0, sizeof(mr));
+	OmenReaderInit(&mr.r, &rinfo);
+	mr.vec = palloc(sizeof(float) * Max(rinfo.dims, 1));
+	if (rinfo.quantizer != OMEN_QUANT_NONE && rinfo.vectors == OMEN_VECTORS_HEAP)
+	{
+		mr.fetch = table_index_fetch_begin(heap);
+		mr.slot = table_slot_create(heap, NULL);
+		mr.attno = index->rd_index->indkey.values[0];
+	}
+
+	/* every live element, extent by extent, graph page by graph page */
+	slots = palloc(BLCKSZ);
+	for (uint32 x = 0; x < oldmeta.nextents; x++)
+	{
+		BlockNumber start = OmenExtentStart(&rinfo, x);
+
+		vacuum_delay_point();
+		for (int g = 0; g < rinfo.G; g++)
+		{
+			Buffer		buf = ReadBuffer(index, start + rinfo.C + g);
+			int			nslots;
+			OmenElem	first = x * rinfo.K + g * rinfo.slotsperpage;
+
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			OmenCheckPage(index, BufferGetPage(buf), start + rinfo.C + g, OMEN_PAGE_GRAPH);
+			nslots = OmenPageGetOpaque(BufferGetPage(buf))->nslots;
+			memcpy(slots, PageGetContents(BufferGetPage(buf)), (Size) nslots * rinfo.slotsize);
+			UnlockReleaseBuffer(buf);
+
+			for (int i = 0; i < nslots && first + i < oldmeta.nextElem; i++)
+			{
+				OmenSlot	slot = (OmenSlot) ((char *) slots + (Size) i * rinfo.slotsize);
+				const float *v;
+
+				if (!(slot->flags & OMEN_SLOT_USED) || (slot->flags & OMEN_SLOT_DELETED))
+					continue;
+				CHECK_FOR_INTERRUPTS();
+				OmenCheckHeapTid(index, &slot->heaptid, first + i);
+				v = MergeVector(&bs, &mr, first + i, slot);
+				if (v == NULL)
+					continue;
+				if (bs.elems == NULL)
+					BuildFirstArena(&bs);
+				BuildLoadVector(&bs, v, &slot->heaptid);
+				bs.indtuples++;
+			}
+		}
+		OmenReaderRelease(&mr.r);
+	}
+	if (bs.graph->nelems > 0 || bs.meta->nsegments == 0)
+		BuildRound(&bs);
+	if (mr.fetch)
+	{
+		table_index_fetch_end(mr.fetch);
+		ExecDropSingleTupleTableSlot(mr.slot);
+	}
+
+	if (RelationNeedsWAL(index))
+		log_newpage_range(index, MAIN_FORKNUM, bs.merged, RelationGetNumberOfBlocks(index), true);
+
+	/* scans that began before us must not see the switch */
+	for (; VirtualTransactionIdIsValid(*scans); scans++)
+		(void) VirtualXactLock(*scans, true);
+
+	metabuf = ReadBuffer(index, OMEN_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(state, metabuf, GENERIC_XLOG_FULL_IMAGE);
+	OmenFillMetaPage(page, bs.meta);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+
+	MemoryContextDelete(bs.graphCtx);
+	MemoryContextDelete(bs.tmpCtx);
+	/* the locks stay until the end of the transaction */
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	PG_RETURN_INT32(bs.localmeta.nsegments);
 }
