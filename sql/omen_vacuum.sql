@@ -17,7 +17,7 @@ SELECT elements, deleted_elements FROM omen_index_info('items_idx');
 SELECT pages AS pages_before FROM omen_index_info('items_idx') \gset
 
 -- new rows far away from everything, in the freed line pointers
-INSERT INTO items SELECT 100000 + i, '[1000,1000,1000]' FROM generate_series(1, 2500) i;
+INSERT INTO items SELECT 100000 + i, ARRAY[1000 + i, 1000, 1000]::vector FROM generate_series(1, 2500) i;
 -- the new rows reuse the freed slots: the index does not grow
 SELECT pages <= :pages_before + 2 AS reused FROM omen_index_info('items_idx');
 SELECT count(*) > 0 AS tids_recycled FROM items WHERE id > 100000 AND ctid IN (SELECT tid FROM old);

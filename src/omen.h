@@ -241,6 +241,9 @@ typedef OmenSlotData *OmenSlot;
 										 * cosine): found only by sweeping */
 #define OMEN_SLOT_RESERVED		0x08	/* freed slot taken by an insert that
 										 * has not written it yet */
+#define OMEN_SLOT_FREE			0x10	/* freed by VACUUM, for reuse; a slot
+										 * the allocator handed out but not yet
+										 * written has flags 0 instead */
 
 #define OmenSlotSize(m)			MAXALIGN(offsetof(OmenSlotData, neighbors) + sizeof(OmenElem) * 2 * (m))
 #define OmenPageGetSlot(page, slotsize, i) \

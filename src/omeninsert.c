@@ -325,7 +325,8 @@ OmenReuseElement(Relation index, OmenIndexInfo *info, OmenElem nextElem)
 			OmenSlot	slot = OmenPageGetSlot(page, info->slotsize, s);
 			OmenElem	e = x * info->K + g * info->slotsperpage + s;
 
-			if (slot->flags != 0 || e >= nextElem)
+			/* only slots VACUUM freed: a 0 may be one just allocated */
+			if (slot->flags != OMEN_SLOT_FREE || e >= nextElem)
 				continue;
 			if (found < 0)
 				found = s;

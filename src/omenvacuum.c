@@ -342,7 +342,7 @@ OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *del
 		slot = OmenPageGetSlot(page, info->slotsize, slotno);
 		if (slot->flags & OMEN_SLOT_DELETED)
 		{
-			slot->flags = 0;
+			slot->flags = OMEN_SLOT_FREE;
 			slot->n0 = 0;
 			GenericXLogFinish(state);
 			RecordFreeIndexPage(index, blk);

@@ -948,7 +948,7 @@ VerifyElement(OmenVerifyState *vs, OmenElem e, BlockNumber blk, int slotno,
 
 	if ((slot->flags & OMEN_SLOT_USED) ?
 		(slot->flags & ~(OMEN_SLOT_USED | OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)) != 0 :
-		(slot->flags != 0 && slot->flags != OMEN_SLOT_RESERVED))
+		(slot->flags != 0 && slot->flags != OMEN_SLOT_RESERVED && slot->flags != OMEN_SLOT_FREE))
 		VerifyFail(vs, "an invalid element slot",
 				   "Block %u, slot %d (element %u) has flags 0x%02X.", blk, slotno, e, slot->flags);
 	if ((cflags & ~(OMEN_CODE_VALID | OMEN_CODE_DELETED)) != 0)
