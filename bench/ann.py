@@ -18,18 +18,22 @@ pyenv one without numpy).  Subcommands:
       by brute force with numpy, in blocks, and cached in --cache.  Prints
       "ROWS DIMS QUERIES GT-SOURCE" on stdout.
 
-  missing FILE "EF..." [--force]
-      print the ef_search values of the list that FILE (a result file of
-      one dataset/AM/parameter set) does not hold yet.
+  missing [--key ef|clients] FILE "EF..." [--force]
+      print the ef_search values (or numbers of pgbench clients) of the
+      list that FILE (a result file of one dataset/AM/parameter set) does
+      not hold yet.
 
-  record [--jsonl J] [--ef EF] FILE KEY=VALUE...
+  record [--jsonl J] [--key ef|clients] [--ef EF] FILE KEY=VALUE...
       merge measurements into FILE: without --ef into its top level (build
-      figures, settings, machine); with --ef into FILE["ef"][EF], and then
-      also append one flat line (top level + that ef) to J.
+      figures, settings, machine); with --ef into FILE[key][EF], and then
+      also append one flat line (top level + that ef or client count) to J.
 
   table FILE...
       print the markdown table of one dataset from its result files (one per
-      AM: omen first, then pgvector).
+      index variant: omen ones first, then pgvector).
+
+  pgbench FILE...
+      print the pgbench throughput table of result files of --pgbench runs.
 
   growth FILE...
       print the recall-vs-size table from result files of several sizes.
@@ -319,7 +323,7 @@ def _value(s, key=""):
 
 
 def cmd_missing(a):
-    have = {} if a.force else _load(a.file).get("ef", {})
+    have = {} if a.force else _load(a.file).get(a.key, {})
     print(" ".join(e for e in a.efs.split() if e not in have))
 
 
@@ -332,10 +336,10 @@ def cmd_record(a):
     if a.ef is None:
         doc.update(kv)
     else:
-        doc.setdefault("ef", {})[str(a.ef)] = kv
+        doc.setdefault(a.key, {})[str(a.ef)] = kv
         if a.jsonl:
-            flat = {k: v for k, v in doc.items() if k != "ef"}
-            flat["ef"] = int(a.ef)
+            flat = {k: v for k, v in doc.items() if k not in ("ef", "clients")}
+            flat[a.key] = int(a.ef)
             flat.update(kv)
             with open(a.jsonl, "a") as f:
                 f.write(json.dumps(flat, sort_keys=False) + "\n")
@@ -348,6 +352,14 @@ def cmd_record(a):
 
 
 LABEL = {"omen": "omen", "pgvector": "pgvector hnsw"}
+
+
+def label(d):
+    """Column name of a result file: its AM, and quantizer if one was given."""
+    v = d.get("variant") or d.get("am")
+    if v.startswith("omen-"):
+        return "omen " + v[5:]
+    return LABEL.get(v, v)
 
 
 def _fmt(x, nd):
@@ -375,13 +387,13 @@ def cmd_table(a):
     if not docs:
         raise SystemExit("no results")
     d0 = docs[0]
-    both = len(docs) == 2
+    both = len(docs) == 2 and docs[1].get("am") == "pgvector"
     print("**%s**: %s x %s, %s, %s queries (ground truth: %s); m = %s, ef_construction = %s; "
           "median of %s runs" % (d0["dataset"], "{:,}".format(d0["rows"]), d0["dims"],
                                  d0["metric"], "{:,}".format(d0["queries"]), d0.get("gt_source"),
                                  d0["m"], d0["efc"], _runs(docs)))
     print()
-    head = "| | " + " | ".join(LABEL.get(d["am"], d["am"]) for d in docs)
+    head = "| | " + " | ".join(label(d) for d in docs)
     if both:
         head += " | pgvector / omen"
     print(head + " |")
@@ -421,6 +433,31 @@ def cmd_table(a):
     if notes:
         print()
         print(" ".join(notes))
+
+
+def cmd_pgbench(a):
+    docs = [d for d in (_load(p) for p in a.files) if d]
+    if not docs:
+        raise SystemExit("no results")
+    d0 = docs[0]
+    clients = sorted({int(c) for d in docs for c in d.get("clients", {})})
+    efs = sorted({r.get("ef_search") for d in docs for r in d.get("clients", {}).values()})
+    print("**%s pgbench**: %s x %s, %s; m = %s, ef_construction = %s, ef_search = %s; "
+          "one 10-NN query of a random query vector per transaction, %s s per client count"
+          % (d0["dataset"], "{:,}".format(d0["rows"]), d0["dims"], d0["metric"], d0["m"],
+             d0["efc"], "/".join(str(e) for e in efs),
+             "/".join(sorted({str(r.get("seconds")) for d in docs
+                              for r in d.get("clients", {}).values()}))))
+    print()
+    print("| index | " + " | ".join("TPS, %d client%s" % (c, "s" if c > 1 else "")
+                                   for c in clients) + " |")
+    print("|---|" + "--:|" * len(clients))
+    for d in docs:
+        cells = []
+        for c in clients:
+            r = d.get("clients", {}).get(str(c), {})
+            cells.append(_fmt(r.get("tps"), 0) + ("*" if r.get("forced_index") else ""))
+        print("| %s | %s |" % (label(d), " | ".join(cells)))
 
 
 def cmd_growth(a):
@@ -485,18 +522,22 @@ def main(argv):
     p.add_argument("--cache")
     p.add_argument("--k", type=int, default=10)
     p = sub.add_parser("missing")
+    p.add_argument("--key", default="ef", choices=["ef", "clients"])
     p.add_argument("file")
     p.add_argument("efs")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("record")
     p.add_argument("file")
     p.add_argument("--jsonl")
+    p.add_argument("--key", default="ef", choices=["ef", "clients"])
     p.add_argument("--ef")
     p.add_argument("pairs", nargs="*")
     p = sub.add_parser("table")
     p.add_argument("files", nargs="+")
     p.add_argument("--ef")
     p.add_argument("--p50", action="store_true", help="also a row of median query times")
+    p = sub.add_parser("pgbench")
+    p.add_argument("files", nargs="+")
     p = sub.add_parser("growth")
     p.add_argument("files", nargs="+")
     p.add_argument("--ef", default="40")
@@ -514,6 +555,8 @@ def main(argv):
         cmd_record(a)
     elif a.cmd == "table":
         cmd_table(a)
+    elif a.cmd == "pgbench":
+        cmd_pgbench(a)
     elif a.cmd == "growth":
         cmd_growth(a)
     return 0
