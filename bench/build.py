@@ -69,7 +69,7 @@ def _value(s):
 
 STRINGS = {"key", "dataset", "impl", "mwm", "cpu", "pg_version", "pgvector_version",
            "omen_version", "git_commit", "omen_so_sha256", "simd", "hnswlib_version",
-           "shared_buffers", "uptime", "metric"}
+           "shared_buffers", "uptime", "metric", "series"}
 
 
 def cmd_record(a):
@@ -172,7 +172,7 @@ def cmd_table(a):
               % (a.dataset, a.rows, a.m, a.efc))
         return 0
     r0 = recs[0]
-    main = [r for r in recs if r.get("mwm") == "4GB"]
+    main = [r for r in recs if r.get("series") != "mwm"]
     order = {"omen": 0, "pgvector": 1, "hnswlib": 2}
     main.sort(key=lambda r: (order.get(r["impl"], 9), r["procs"], r.get("rep", 1)))
     print("**%s**: %s x %s, %s; m = %d, ef_construction = %d; recall@10 and time per query "
@@ -182,9 +182,12 @@ def cmd_table(a):
     print()
     print("| build | processes | build s | vec/s | index MiB | segments | recall@10 | us/query | load |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    nreps = {}
+    for r in main:
+        nreps[(r["impl"], r["procs"])] = nreps.get((r["impl"], r["procs"]), 0) + 1
     for r in main:
         name = NAME.get(r["impl"], r["impl"])
-        if r["impl"] == "omen" and r["procs"] == 1:
+        if nreps[(r["impl"], r["procs"])] > 1:
             name += " #%d" % r.get("rep", 1)
         print("| %s | %d%s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, r["procs"], "" if r.get("workers_launched") in (None, r["procs"] - 1)
@@ -193,13 +196,11 @@ def cmd_table(a):
             _f((r.get("size_bytes") or 0) / 2**20, 1), _f(r.get("segments")),
             _f(r.get("recall"), 3), _f(r.get("us_per_query")), r.get("load1", "-")))
 
-    def get(impl, procs, field, rep=1):
-        for r in main:
-            if r["impl"] == impl and r["procs"] == procs and r.get("rep", 1) == rep:
-                return r.get(field)
-        return None
+    def get(impl, procs, field):
+        """median over the repeated builds of IMPL with PROCS"""
+        return _med([r.get(field) for r in main if r["impl"] == impl and r["procs"] == procs])
 
-    lines = []
+    lines = ["ratios of medians over the repeated builds"] if max(nreps.values()) > 1 else []
     o2 = get("omen", 2, "build_vec_per_s")
     for impl in ("hnswlib", "pgvector"):
         for p in (1, 2):
@@ -210,13 +211,14 @@ def cmd_table(a):
     if o1 and o2:
         lines.append("omen 2 processes / omen 1 process: %.2fx" % (o2 / o1))
     serial = [r.get("recall") for r in main if r["impl"] == "omen" and r["procs"] == 1]
-    par = get("omen", 2, "recall")
-    if serial and par is not None:
+    pars = [r.get("recall") for r in main if r["impl"] == "omen" and r["procs"] == 2]
+    for par in pars if serial else []:
         med, lo, hi = _med(serial), min(serial), max(serial)
         ok = abs(par - med) <= 0.005 or lo <= par <= hi
-        lines.append("recall: omen 2 processes %.3f, serial builds median %.3f (range %.3f-%.3f, "
+        lines.append("recall: omen 2 processes %.4f, serial builds median %.4f (range %.4f-%.4f, "
                      "%d builds): %s" % (par, med, lo, hi, len(serial),
                                          "within 0.5 pp or the range" if ok else "OUTSIDE 0.5 pp and the range"))
+    par = get("omen", 2, "recall")
     for impl in ("hnswlib", "pgvector"):
         rr = get(impl, 2, "recall")
         if par is not None and rr is not None:
@@ -226,8 +228,8 @@ def cmd_table(a):
         for s in lines:
             print("- " + s)
 
-    mw = [r for r in recs if r["impl"] == "omen" and r["procs"] > 1]
-    if any(r.get("mwm") != "4GB" for r in mw):
+    mw = [r for r in recs if r.get("series") == "mwm"]
+    if mw:
         def mwm_bytes(s):
             u = {"kB": 2**10, "MB": 2**20, "GB": 2**30}
             return int(s[:-2]) * u[s[-2:]]
