@@ -63,11 +63,12 @@ SELECT id FROM small ORDER BY v <-> '[1.1,1.1,1.1]' LIMIT 5;
 SELECT count(*) FROM (SELECT id FROM small ORDER BY v <-> NULL LIMIT 5) s;
 EXPLAIN (COSTS OFF) SELECT id FROM small ORDER BY v <-> NULL LIMIT 5;
 
--- cosine: a zero vector has distance NaN and comes after all others
+-- cosine: a zero vector has distance NaN and comes after all others; ids 1 and 3
+-- tie, so the outer ORDER BY fixes their order
 CREATE INDEX small_cos ON small USING omen (v vector_cosine_ops);
-SELECT id, v <=> '[1,2,3]' AS d FROM small ORDER BY v <=> '[1,2,3]' LIMIT 5;
+SELECT * FROM (SELECT id, v <=> '[1,2,3]' AS d FROM small ORDER BY v <=> '[1,2,3]' LIMIT 5) s ORDER BY d, id;
 RESET enable_seqscan;
-SELECT id, v <=> '[1,2,3]' AS d FROM small ORDER BY v <=> '[1,2,3]' LIMIT 5;
+SELECT * FROM (SELECT id, v <=> '[1,2,3]' AS d FROM small ORDER BY v <=> '[1,2,3]' LIMIT 5) s ORDER BY d, id;
 
 -- tables of 0 and 1 rows
 CREATE TABLE empty (v vector(4));
