@@ -23,6 +23,7 @@
 #include "access/generic_xlog.h"
 #include "access/itup.h"
 #include "access/reloptions.h"
+#include "access/transam.h"
 #include "lib/pairingheap.h"
 #include "nodes/execnodes.h"
 #include "storage/bufmgr.h"
@@ -244,6 +245,20 @@ typedef OmenSlotData *OmenSlot;
 #define OMEN_SLOT_FREE			0x10	/* freed by VACUUM, for reuse; a slot
 										 * the allocator handed out but not yet
 										 * written has flags 0 instead */
+
+/*
+ * A free slot keeps, in its first two neighbour entries, the newest
+ * transaction ID assigned when VACUUM freed it.  An insert takes it only
+ * once that transaction is older than every running one
+ * (GlobalVisCheckRemovableFullXid), that is, once every insert that might
+ * have chosen the element as a neighbour has finished and cleaned its
+ * lists (see src/README, Vacuum).  m >= 2 gives room for both halves.
+ */
+#define OmenSlotSetFreeXid(slot, fxid) \
+	((slot)->neighbors[0] = (uint32) (U64FromFullTransactionId(fxid) & 0xFFFFFFFF), \
+	 (slot)->neighbors[1] = (uint32) (U64FromFullTransactionId(fxid) >> 32))
+#define OmenSlotGetFreeXid(slot) \
+	FullTransactionIdFromU64(((uint64) (slot)->neighbors[1] << 32) | (slot)->neighbors[0])
 
 #define OmenSlotSize(m)			MAXALIGN(offsetof(OmenSlotData, neighbors) + sizeof(OmenElem) * 2 * (m))
 #define OmenPageGetSlot(page, slotsize, i) \

@@ -37,9 +37,13 @@
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 /* How often a back-link update is retried when its list changes under it */
 #define OMEN_LINK_RETRIES	3
+
+/* Free space map pages an insert looks at for a freed slot */
+#define OMEN_REUSE_ATTEMPTS	4
 
 /* Which insert hint of the metapage */
 typedef enum OmenHint
@@ -55,6 +59,10 @@ typedef struct OmenNewLinks
 	OmenElem   *elems[OMEN_MAX_LEVEL + 1];
 	float	   *dists[OMEN_MAX_LEVEL + 1];
 } OmenNewLinks;
+
+/* What OmenAddBackLink did: flags */
+#define OMEN_BACKLINK_DONE	0x01	/* the neighbour links to the new element */
+#define OMEN_BACKLINK_GONE	0x02	/* the neighbour is deleted or freed */
 
 /* Record where inserts should look for space next */
 static void
@@ -278,12 +286,18 @@ OmenAddExtent(Relation index, OmenMetaPage meta, bool *newdir, BlockNumber *dirb
  * with one.  The slot is marked reserved at once (WAL-logged), so that no
  * other insert takes it; the page goes back to the free space map if it
  * has more.  Element numbers at or past nextElem are never taken here:
- * they belong to the allocator.  Returns OMEN_INVALID_ELEM if none.
+ * they belong to the allocator; nor are slots freed while a transaction
+ * still running now was running (see OmenSlotSetFreeXid).  Returns
+ * OMEN_INVALID_ELEM if none.
  */
 static OmenElem
 OmenReuseElement(Relation index, OmenIndexInfo *info, OmenElem nextElem)
 {
-	for (int attempt = 0; attempt < 4; attempt++)
+	OmenElem	result = OMEN_INVALID_ELEM;
+	BlockNumber later[OMEN_REUSE_ATTEMPTS];
+	int			nlater = 0;
+
+	for (int attempt = 0; attempt < OMEN_REUSE_ATTEMPTS; attempt++)
 	{
 		BlockNumber blk = GetFreeIndexPage(index);
 		Buffer		buf;
@@ -293,9 +307,10 @@ OmenReuseElement(Relation index, OmenIndexInfo *info, OmenElem nextElem)
 		int			g;
 		int			found = -1;
 		int			more = 0;
+		int			waiting = 0;
 
 		if (blk == InvalidBlockNumber || blk >= RelationGetNumberOfBlocks(index))
-			return OMEN_INVALID_ELEM;
+			break;
 
 		/* which extent: read it under a share lock, then find its start */
 		buf = ReadBuffer(index, blk);
@@ -325,9 +340,18 @@ OmenReuseElement(Relation index, OmenIndexInfo *info, OmenElem nextElem)
 			OmenSlot	slot = OmenPageGetSlot(page, info->slotsize, s);
 			OmenElem	e = x * info->K + g * info->slotsperpage + s;
 
-			/* only slots VACUUM freed: a 0 may be one just allocated */
+			/*
+			 * Only slots VACUUM freed (a 0 may be one just allocated), and
+			 * only once no insert that was running when it was freed is
+			 * left: such an insert may still link to the old element.
+			 */
 			if (slot->flags != OMEN_SLOT_FREE || e >= nextElem)
 				continue;
+			if (!GlobalVisCheckRemovableFullXid(NULL, OmenSlotGetFreeXid(slot)))
+			{
+				waiting++;
+				continue;
+			}
 			if (found < 0)
 				found = s;
 			else
@@ -341,13 +365,24 @@ OmenReuseElement(Relation index, OmenIndexInfo *info, OmenElem nextElem)
 			OmenPageGetSlot(gpage, info->slotsize, found)->flags = OMEN_SLOT_RESERVED;
 			GenericXLogFinish(state);
 			UnlockReleaseBuffer(buf);
-			if (more > 0)
+			if (more + waiting > 0)
 				RecordFreeIndexPage(index, blk);
-			return x * info->K + g * info->slotsperpage + found;
+			result = x * info->K + g * info->slotsperpage + found;
+			break;
 		}
 		UnlockReleaseBuffer(buf);
+
+		/*
+		 * Freed too recently to take: the page goes back to the map when we
+		 * are done, for a later insert (not now, or we would be handed it
+		 * again).
+		 */
+		if (waiting > 0)
+			later[nlater++] = blk;
 	}
-	return OMEN_INVALID_ELEM;
+	for (int i = 0; i < nlater; i++)
+		RecordFreeIndexPage(index, later[i]);
+	return result;
 }
 
 /*
@@ -607,13 +642,17 @@ OmenFindNeighbors(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int ent
  * Make element n link to the new element q at one level.  The list is read
  * under a share lock, the new one computed with no lock held, and written
  * only if the list did not change in between (else we retry).  When the
- * list is full the heuristic decides which links stay.  Returns whether
- * the link was written.
+ * list is full the heuristic decides which links stay.  Returns
+ * OMEN_BACKLINK_DONE if the link was written, and OMEN_BACKLINK_GONE if n
+ * is deleted or freed, so that q must drop it from its own lists.  A
+ * deleted (not yet freed) element still takes the link: VACUUM's repair
+ * reconnects the elements that link to it through its neighbours, q among
+ * them.
  */
-static bool
+static int
 OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dist, int level)
 {
-	bool		linked = false;
+	int			linked = 0;
 	OmenIndexInfo *info = r->info;
 	int			cap = level == 0 ? info->maxm0 : info->m;
 	OmenSlot	slot = palloc(info->slotsize);
@@ -637,7 +676,12 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		OmenSlot	pslot;
 
 		if (!OmenReadSlot(r, n, slot) || (slot->flags & OMEN_SLOT_NOGRAPH) || slot->level < level)
+		{
+			linked = OMEN_BACKLINK_GONE;
 			break;
+		}
+		if (slot->flags & OMEN_SLOT_DELETED)
+			linked = OMEN_BACKLINK_GONE;
 		nold = OmenReadNeighbors(r, n, slot, level, old);
 
 		if (nold < cap)
@@ -722,7 +766,7 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		}
 		GenericXLogFinish(state);
 		UnlockReleaseBuffer(buf);
-		linked = true;
+		linked |= OMEN_BACKLINK_DONE;
 		break;
 	}
 	pfree(slot);
@@ -732,6 +776,115 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 	pfree(cands);
 	pfree(nvec);
 	return linked;
+}
+
+/* Is e among the n elements of list? */
+static inline bool
+OmenListHas(const OmenElem *list, int n, OmenElem e)
+{
+	for (int i = 0; i < n; i++)
+		if (list[i] == e)
+			return true;
+	return false;
+}
+
+/*
+ * Edit a list of at most cap entries in place: drop what is in drop, then
+ * append what add holds and the list does not, except self, while there is
+ * room.
+ * Returns the new count; unused entries are set invalid.
+ */
+static int
+OmenEditList(OmenElem *list, int n, int cap, OmenElem self, const OmenElem *drop, int ndrop,
+			 const OmenElem *add, int nadd)
+{
+	int			k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (!OmenListHas(drop, ndrop, list[i]))
+			list[k++] = list[i];
+	for (int i = 0; i < nadd && k < cap; i++)
+		if (add[i] != self && !OmenListHas(list, k, add[i]) && !OmenListHas(drop, ndrop, add[i]))
+			list[k++] = add[i];
+	for (int i = k; i < cap; i++)
+		list[i] = OMEN_INVALID_ELEM;
+	return k;
+}
+
+/*
+ * Edit the new element e's own neighbour lists after its slot is written:
+ * drop the neighbours it found deleted or freed while linking back (VACUUM
+ * may have repaired the graph before our slot existed, so nobody else
+ * would), and add those of a second search.  Other inserts may have linked
+ * to e meanwhile; their entries stay.  One record for the level-0 list,
+ * one for the upper lists.
+ */
+static void
+OmenEditOwnLists(Relation index, OmenIndexInfo *info, OmenElem e, const OmenSlot myslot,
+				 const OmenNewLinks *drop, const OmenNewLinks *add)
+{
+	bool		upper = false;
+
+	for (int l = 1; l <= myslot->level; l++)
+		upper |= drop->n[l] > 0 || add->n[l] > 0;
+
+	if (drop->n[0] > 0 || add->n[0] > 0)
+	{
+		BlockNumber blk;
+		int			slotno;
+		Buffer		buf;
+		GenericXLogState *state;
+		Page		page;
+		OmenSlot	pslot;
+
+		OmenElemSlotLoc(info, e, &blk, &slotno);
+		buf = ReadBuffer(index, blk);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		OmenCheckPage(index, page, blk, OMEN_PAGE_GRAPH);
+		pslot = OmenPageGetSlot(page, info->slotsize, slotno);
+		if (pslot->generation != myslot->generation || !(pslot->flags & OMEN_SLOT_USED) ||
+			pslot->n0 > info->maxm0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" lost element %u while inserting it",
+							RelationGetRelationName(index), e),
+					 errdetail("Block %u, slot %d.", blk, slotno)));
+		pslot->n0 = OmenEditList(pslot->neighbors, pslot->n0, info->maxm0, e,
+								 drop->elems[0], drop->n[0], add->elems[0], add->n[0]);
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+	}
+
+	if (upper)
+	{
+		Buffer		buf = ReadBuffer(index, myslot->upperblk);
+		GenericXLogState *state;
+		Page		page;
+		void	   *item;
+
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		OmenCheckPage(index, page, myslot->upperblk, OMEN_PAGE_UPPER);
+		if (!OmenItemOk(page, myslot->upperoff, OmenUpperItemSize(info->m, myslot->level)))
+			elog(ERROR, "invalid upper list of element %u in index \"%s\"",
+				 e, RelationGetRelationName(index));
+		item = PageGetItem(page, PageGetItemId(page, myslot->upperoff));
+		for (int l = 1; l <= myslot->level; l++)
+		{
+			uint32	   *count = OmenUpperList(item, info->m, l);
+
+			if (count[0] > (uint32) info->m)
+				elog(ERROR, "invalid upper list of element %u in index \"%s\"",
+					 e, RelationGetRelationName(index));
+			count[0] = OmenEditList(count + 1, count[0], info->m, e,
+									drop->elems[l], drop->n[l], add->elems[l], add->n[l]);
+		}
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+	}
 }
 
 /*
@@ -845,6 +998,8 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 	OffsetNumber vecoff = InvalidOffsetNumber,
 				upperoff;
 	OmenElem	elem;
+	OmenNewLinks dead;
+	OmenNewLinks none;
 	bool		firstlock = false;
 	OmenSegmentData seg;
 	uint8	   *code;
@@ -915,30 +1070,59 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 		return;
 	}
 
+	memset(&dead, 0, sizeof(dead));
+	for (int l = 0; l <= level; l++)
+		dead.elems[l] = palloc(sizeof(OmenElem) * (l == 0 ? info.maxm0 : info.m));
+	memset(&none, 0, sizeof(none));
+
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		int			nlinked = 0;
 		int			nwanted = 0;
+		bool		anydead = false;
 
+		memset(dead.n, 0, sizeof(dead.n));
 		for (int l = Min(level, seg.entrylevel); l >= 0; l--)
 		{
 			for (int i = 0; i < links.n[l]; i++)
 			{
+				OmenElem	n = links.elems[l][i];
+				int			res = OMEN_BACKLINK_GONE;
+
 				CHECK_FOR_INTERRUPTS();
-				if (links.elems[l][i] == elem)
-					continue;
-				nwanted++;
-				if (OmenAddBackLink(index, &reader, links.elems[l][i], elem, links.dists[l][i], l))
+				if (n != elem)
+				{
+					nwanted++;
+					res = OmenAddBackLink(index, &reader, n, elem, links.dists[l][i], l);
+				}
+				if (res == OMEN_BACKLINK_DONE)
 					nlinked++;
+				if (res & OMEN_BACKLINK_GONE)
+				{
+					dead.elems[l][dead.n[l]++] = n;
+					anydead = true;
+				}
 			}
 		}
-		if (nlinked > 0 || nwanted == 0 || nograph)
+
+		/*
+		 * Neighbours deleted since our search: VACUUM's repair may have
+		 * passed before our slot existed, and their slots will be reused,
+		 * so our own lists must let go of them.  (A neighbour deleted after
+		 * the check above is VACUUM's to repair: our slot is there to see.
+		 * And no slot freed while we run is reused before we finish: see
+		 * OmenReuseElement.)
+		 */
+		if (anydead)
+			OmenEditOwnLists(index, &info, elem, slot, &dead, &none);
+		if ((nlinked > 0 && dead.n[0] < links.n[0]) || nwanted == 0 || nograph)
 			break;
 
 		/*
-		 * Not one neighbour took a link: VACUUM freed them all meanwhile,
-		 * and nothing would lead to the new element.  Search again, and
-		 * link from what the graph holds now.
+		 * Not one live neighbour took a link, or none is left at level 0:
+		 * VACUUM removed them meanwhile, and nothing would lead to the new
+		 * element, or nothing from it.  Search again, link our element to
+		 * what the graph holds now, and from it.
 		 */
 		OmenReadMetaPage(index, &meta);
 		seg = meta.segments[segment];
@@ -946,6 +1130,8 @@ OmenInsertVector(Relation index, const float *v, int dims, ItemPointer tid)
 			break;
 		memset(links.n, 0, sizeof(links.n));
 		OmenFindNeighbors(&reader, &q, seg.entry, seg.entrylevel, level, &links);
+		OmenReaderRelease(&reader);
+		OmenEditOwnLists(index, &info, elem, slot, &none, &links);
 	}
 	OmenReaderRelease(&reader);
 	OmenWaitPoint("insert-after-links");

@@ -67,6 +67,9 @@ OmenMarkCodesDeleted(IndexVacuumInfo *info, OmenIndexInfo *oi, OmenElem *elems, 
 
 /* ---- repairing the graph and freeing slots ---- */
 
+/* Times a list is read and repaired again when inserts change it under us */
+#define OMEN_REPAIR_ATTEMPTS	3
+
 static int
 OmenElemCmp(const void *a, const void *b)
 {
@@ -214,11 +217,13 @@ OmenWriteRepairedList(Relation index, OmenIndexInfo *info, OmenElem e, const Ome
  * reconnecting each such element through its deleted neighbours' own
  * neighbours, so that what was reachable through them stays reachable.
  * Also notes, per segment, the highest live element, to replace a deleted
- * entry point.
+ * entry point.  A list that inserts kept changing under us is left as it
+ * is, and the deleted elements it holds are flagged in keep[]: they must
+ * not be freed yet (the next VACUUM tries again).
  */
 static void
 OmenRepairGraph(IndexVacuumInfo *vinfo, OmenIndexInfo *info, uint32 nextents,
-				const OmenElem *deleted, int ndeleted,
+				const OmenElem *deleted, int ndeleted, bool *keep,
 				OmenElem *best, int *bestlevel)
 {
 	OmenReader	r;
@@ -245,30 +250,49 @@ OmenRepairGraph(IndexVacuumInfo *vinfo, OmenIndexInfo *info, uint32 nextents,
 			}
 			for (int level = 0; level <= slot->level; level++)
 			{
+				int			nold = 0;
+				bool		done = false;
+
 				/* an insert may change the list under us: then again */
-				for (int attempt = 0; attempt < 3; attempt++)
+				for (int attempt = 0; attempt < OMEN_REPAIR_ATTEMPTS && !done; attempt++)
 				{
-					int			nold;
 					bool		hit = false;
 					int			nnew;
 
 					if (attempt > 0 &&
 						(!OmenReadSlot(&r, e, slot) || (slot->flags & OMEN_SLOT_DELETED)))
+					{
+						done = true;
 						break;
+					}
 					nold = OmenReadNeighbors(&r, e, slot, level, old);
 					for (int j = 0; j < nold && !hit; j++)
 						hit = OmenIsDeleted(deleted, ndeleted, old[j]);
 					if (!hit)
+					{
+						done = true;
 						break;
+					}
 					vacuum_delay_point();
 					oldcxt = MemoryContextSwitchTo(tmp);
 					nnew = OmenRepairList(&r, e, slot, level, old, nold, deleted, ndeleted, newlist);
 					MemoryContextSwitchTo(oldcxt);
 					MemoryContextReset(tmp);
 					OmenReaderRelease(&r);
-					if (OmenWriteRepairedList(vinfo->index, info, e, slot, level, old, nold,
-											  newlist, nnew))
-						break;
+					done = OmenWriteRepairedList(vinfo->index, info, e, slot, level, old, nold,
+												 newlist, nnew);
+				}
+				if (!done)
+				{
+					/* still linked from this list: keep them for next time */
+					for (int j = 0; j < nold; j++)
+					{
+						const OmenElem *hit = bsearch(&old[j], deleted, ndeleted,
+												  sizeof(OmenElem), OmenElemCmp);
+
+						if (hit)
+							keep[hit - deleted] = true;
+					}
 				}
 			}
 		}
@@ -289,13 +313,15 @@ OmenRepairGraph(IndexVacuumInfo *vinfo, OmenIndexInfo *info, uint32 nextents,
  */
 static void
 OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *deleted,
-				int ndeleted, const OmenElem *best, const int *bestlevel, int nsegments)
+				int ndeleted, const bool *keep, const OmenElem *best, const int *bestlevel,
+				int nsegments)
 {
 	Relation	index = vinfo->index;
 	Buffer		buf;
 	GenericXLogState *state;
 	OmenMetaPage meta;
 	Page		page;
+	FullTransactionId freexid;
 
 	/* entry points first: no scan may start from a freed slot */
 	buf = ReadBuffer(index, OMEN_METAPAGE_BLKNO);
@@ -316,6 +342,16 @@ OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *del
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(buf);
 
+	/*
+	 * The newest transaction an insert running now can belong to: each has
+	 * its transaction ID (it inserted into the heap first), and nothing but
+	 * CREATE INDEX CONCURRENTLY inserts without one, which VACUUM cannot
+	 * run beside.  A slot freed now is reused only once that transaction is
+	 * older than every one still running.
+	 */
+	freexid = ReadNextFullTransactionId();
+	FullTransactionIdRetreat(&freexid);
+
 	for (int i = 0; i < ndeleted; i++)
 	{
 		OmenCodeLoc loc = OmenElemCodeLoc(info, deleted[i]);
@@ -323,6 +359,8 @@ OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *del
 		int			slotno;
 		OmenSlot	slot;
 
+		if (keep[i])
+			continue;
 		vacuum_delay_point();
 		buf = ReadBufferExtended(index, MAIN_FORKNUM, loc.blk, RBM_NORMAL, vinfo->strategy);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
@@ -344,6 +382,7 @@ OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *del
 		{
 			slot->flags = OMEN_SLOT_FREE;
 			slot->n0 = 0;
+			OmenSlotSetFreeXid(slot, freexid);
 			GenericXLogFinish(state);
 			RecordFreeIndexPage(index, blk);
 		}
@@ -360,6 +399,29 @@ OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *del
 	OmenPageGetMeta(page)->codegen++;
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(buf);
+}
+
+/*
+ * Reconnect the graph around the deleted elements (sorted here), then free
+ * their slots for reuse.
+ */
+static void
+OmenRepairAndFree(IndexVacuumInfo *info, OmenIndexInfo *oi, const OmenMetaPageData *meta,
+				  OmenElem *deleted, int ndeleted)
+{
+	OmenElem	best[OMEN_MAX_SEGMENTS];
+	int			bestlevel[OMEN_MAX_SEGMENTS];
+	bool	   *keep = palloc0(sizeof(bool) * ndeleted);
+
+	for (int i = 0; i < OMEN_MAX_SEGMENTS; i++)
+	{
+		best[i] = OMEN_INVALID_ELEM;
+		bestlevel[i] = -1;
+	}
+	qsort(deleted, ndeleted, sizeof(OmenElem), OmenElemCmp);
+	OmenRepairGraph(info, oi, meta->nextents, deleted, ndeleted, keep, best, bestlevel);
+	OmenFreeDeleted(info, oi, deleted, ndeleted, keep, best, bestlevel, meta->nsegments);
+	pfree(keep);
 }
 
 /*
@@ -458,19 +520,7 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	 * interrupted and is picked up by the next VACUUM.
 	 */
 	if (nalldeleted > 0)
-	{
-		OmenElem	best[OMEN_MAX_SEGMENTS];
-		int			bestlevel[OMEN_MAX_SEGMENTS];
-
-		for (int i = 0; i < OMEN_MAX_SEGMENTS; i++)
-		{
-			best[i] = OMEN_INVALID_ELEM;
-			bestlevel[i] = -1;
-		}
-		qsort(alldeleted, nalldeleted, sizeof(OmenElem), OmenElemCmp);
-		OmenRepairGraph(info, &oi, meta.nextents, alldeleted, nalldeleted, best, bestlevel);
-		OmenFreeDeleted(info, &oi, alldeleted, nalldeleted, best, bestlevel, meta.nsegments);
-	}
+		OmenRepairAndFree(info, &oi, &meta, alldeleted, nalldeleted);
 
 	stats->num_pages = RelationGetNumberOfBlocks(index);
 	pfree(deleted);
@@ -480,7 +530,11 @@ omenbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 
 /*
  * After VACUUM: report the number of pages and live elements.  When no
- * bulk delete ran, count the elements here.
+ * bulk delete ran, count the elements here, and finish what an earlier
+ * VACUUM left: deleted elements it could not free yet (a list that inserts
+ * kept changing, or an interrupted VACUUM), and graph pages with free
+ * slots the free space map forgot (it is not WAL-logged, so a crash or a
+ * promoted standby loses it).
  */
 IndexBulkDeleteResult *
 omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
@@ -488,16 +542,22 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 	Relation	index = info->index;
 	OmenMetaPageData meta;
 	OmenIndexInfo oi;
+	OmenElem   *deleted;
+	int			ndeleted = 0;
+	int			cap = 1024;
 
 	if (info->analyze_only)
 		return stats;
-	IndexFreeSpaceMapVacuum(index);
 	if (stats != NULL)
+	{
+		IndexFreeSpaceMapVacuum(index);
 		return stats;
+	}
 
 	stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
 	OmenReadMetaPage(index, &meta);
 	OmenInitIndexInfo(&oi, index, &meta);
+	deleted = palloc(sizeof(OmenElem) * cap);
 	for (uint32 x = 0; x < meta.nextents; x++)
 	{
 		BlockNumber start = OmenExtentStart(&oi, x);
@@ -508,6 +568,7 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 			Buffer		buf;
 			Page		page;
 			int			nslots;
+			bool		freeslots = false;
 
 			vacuum_delay_point();
 			buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
@@ -521,10 +582,27 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 				if ((slot->flags & OMEN_SLOT_USED) && !(slot->flags & OMEN_SLOT_DELETED))
 					stats->num_index_tuples++;
+				else if (slot->flags & OMEN_SLOT_USED)
+				{
+					if (ndeleted == cap)
+					{
+						cap *= 2;
+						deleted = repalloc_huge(deleted, sizeof(OmenElem) * cap);
+					}
+					deleted[ndeleted++] = x * oi.K + g * oi.slotsperpage + s;
+				}
+				else if (slot->flags == OMEN_SLOT_FREE)
+					freeslots = true;
 			}
 			UnlockReleaseBuffer(buf);
+			if (freeslots)
+				RecordFreeIndexPage(index, blk);
 		}
 	}
+	if (ndeleted > 0)
+		OmenRepairAndFree(info, &oi, &meta, deleted, ndeleted);
+	IndexFreeSpaceMapVacuum(index);
+	pfree(deleted);
 	stats->num_pages = RelationGetNumberOfBlocks(index);
 	return stats;
 }
