@@ -24,7 +24,8 @@ Run it with Debian's /usr/bin/python3 (it imports bench/ann.py for reading
       line ("Limit > Sort > Bitmap Heap Scan > Bitmap Index Scan (items_attr)").
 
   table --jsonl J --tag TAG
-      print the markdown table of one dataset (the latest line per point).
+      print the markdown table of one dataset: per point the median over
+      the runs (lines) J holds for it.
 
 The attributes (documented in bench/README.md, "Filtered queries"):
 
@@ -196,6 +197,23 @@ def _latest(path, tag):
     return got
 
 
+def _all(path, tag):
+    """Every line of TAG, grouped by point, oldest first."""
+    got = {}
+    for r in _lines(path):
+        if r.get("tag") == tag:
+            got.setdefault((r["sel"], r["method"]), []).append(r)
+    return got
+
+
+def _median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    h = len(xs) // 2
+    return xs[h] if len(xs) % 2 else (xs[h - 1] + xs[h]) / 2.0
+
+
 def cmd_missing(a):
     have = {} if a.force else _latest(a.jsonl, a.tag)
     out = []
@@ -249,36 +267,48 @@ def _f(x, nd):
 
 
 def cmd_table(a):
-    got = _latest(a.jsonl, a.tag)
+    got = _all(a.jsonl, a.tag)
     if not got:
         raise SystemExit("no results for %s in %s" % (a.tag, a.jsonl))
-    r0 = next(iter(got.values()))
+    r0 = next(iter(got.values()))[-1]
+    nruns = sorted({len(v) for v in got.values()})
+    loads = [r["load1"] for v in got.values() for r in v if r.get("load1") is not None]
     print("**%s** (%s rows, %s-d, %s), %s queries, LIMIT 10; m = %s, ef_construction = %s, "
-          "omen.ef_search = hnsw.ef_search = %s; omen %s, pgvector %s, PostgreSQL %s; "
-          "latency: server-side, median of %s timed passes' per-query times"
+          "omen.ef_search = hnsw.ef_search = %s; omen %s (%s %s), pgvector %s, PostgreSQL %s, "
+          "%s x %s; %s run(s) of bench/filtered, %s timed passes each; load average %s-%s"
           % (r0["dataset"], "{:,}".format(int(r0["rows"])), r0["dims"], r0["metric"],
              r0["queries"], r0["m"], r0["efc"], r0["ef"], r0["omen_version"],
-             r0["pgvector_version"], r0["pg_version"], r0["runs"]))
+             r0["build_source"], r0["git_commit"], r0["pgvector_version"],
+             r0["pg_version"].split()[0], r0["cpu"], r0["nproc"],
+             "/".join(str(n) for n in nruns), r0["runs"], min(loads), max(loads)))
     print()
     print("| filter | method | plan | rows avg | rows min | recall@10 | tie-aware | p50 us | mean us |")
     print("|---|---|---|--:|--:|--:|--:|--:|--:|")
-    methods = list(METHOD_LABEL)
     for s in SELS:
-        for m in methods:
-            r = got.get((s, m))
-            if r is None:
+        for m in METHOD_LABEL:
+            rs = got.get((s, m))
+            if not rs:
                 continue
+            r = rs[-1]
             filt = "%s%% `%s` (%s rows)" % (s, r["filter"], "{:,}".format(int(r["matching"])))
-            plan = r.get("plan_custom", "")
-            if r.get("plan_generic") and r["plan_generic"] != plan:
+            plans = {x.get("plan_custom", "") for x in rs}
+            plan = " / ".join(sorted(plans))
+            if r.get("plan_generic") and r["plan_generic"] != r.get("plan_custom"):
                 plan += "; generic: " + r["plan_generic"]
             print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
-                  % (filt, METHOD_LABEL[m], plan, _f(r["rows_avg"], 2), r["rows_min"],
-                     _f(r["recall"], 3), _f(r["recall_tie_aware"], 3),
-                     _f(r["p50_us"], 0), _f(r["mean_us"], 0)))
+                  % (filt, METHOD_LABEL[m], plan,
+                     _f(_median([x["rows_avg"] for x in rs]), 2),
+                     min(x["rows_min"] for x in rs),
+                     _f(_median([x["recall"] for x in rs]), 3),
+                     _f(_median([x["recall_tie_aware"] for x in rs]), 3),
+                     _f(_median([x["p50_us"] for x in rs]), 0),
+                     _f(_median([x["mean_us"] for x in rs]), 0)))
     print()
-    print("recall@10: share of the exact filtered top-10 ids returned; tie-aware: share of "
-          "returned rows at most as far as the exact 10th (counts equal-distance ties as found).")
+    print("rows min: the fewest rows any query got in any run.  recall@10: share of the exact "
+          "filtered top-10 ids returned; tie-aware: share of returned rows at most as far as "
+          "the exact 10th (equal-distance ties count as found).  p50 us: median single-query "
+          "time of a run; mean us: mean per query of a pass, median of the passes; both then "
+          "the median over the runs.")
 
 
 def main(argv):
