@@ -25,7 +25,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our $TODO;
 
 my $repo = $ENV{OMEN_REPO};
 plan skip_all => 'OMEN_REPO is not set (run this through test/run)'
@@ -94,25 +93,6 @@ my @errors = grep { !/canceling autovacuum task/ }
 is(scalar(@errors), 0, 'the server logged no error during the load')
   or diag join("\n", @errors[ 0 .. ($#errors < 9 ? $#errors : 9) ]);
 
-# Known bugs, reported, that a mixed load still runs into now and then (in
-# about one run of 4 at 6f60426): checks that fail this way are TODO (prove
-# shows "not ok ... # TODO"), any other failure fails.  Remove an entry when
-# its bug is fixed.
-#  - a row that an index scan for its own vector does not return, not even
-#    a full ordered scan (its element is unreachable; the case of
-#    test/isolation/specs/omen_insert_vacuum_unlinked.spec is fixed, this
-#    one is another);
-#  - an upper-level list linking to an element of too low a level: a slot
-#    VACUUM freed and an insert reused while a link to it remained, e.g. in
-#    the upper lists an insert chose before VACUUM and writes after (they
-#    are written before its slot, where VACUUM's repair cannot see them).
-my %known_bugs = (
-	'self search' => [ qr/./, 'unreachable rows after a mixed load' ],
-	'omen_verify' => [
-		qr/lists element \d+ at level \d+, but that element is of segment \d+ and level \d+\.?$|[1-9]\d* unreachable/,
-		'links to freed and reused slots; unreachable rows'
-	],);
-
 # the checks of bench/mixed/check.sql, one line each: name|ok|detail
 my $checks = $node->safe_psql('postgres', mixed_file('check.sql'),
 	extra_params => [ @vars, '-v', 'ef=400' ]);
@@ -125,13 +105,7 @@ foreach my $line (split /\n/, $checks)
   SKIP:
 	{
 		skip "$name: $detail", 1 if $ok eq '';
-	  TODO:
-		{
-			my $known = $known_bugs{$name};
-			local $TODO = "known bug: $known->[1]"
-			  if $ok ne 't' && $known && $detail =~ $known->[0];
-			ok($ok eq 't', "$name: $detail");
-		}
+		ok($ok eq 't', "$name: $detail");
 	}
 }
 cmp_ok($nchecks, '>=', 6, 'check.sql ran all its checks');
