@@ -13,7 +13,18 @@
 #     building it again works (with 1-bit, then 8-bit codes).
 # (c) One inserting backend is killed with SIGKILL: the postmaster
 #     terminates all backends and runs crash recovery (three times); then
-#     as in (a).  (The parts run in the order a, c, b.)
+#     as in (a).
+# (d) A VACUUM backend is killed with SIGKILL: once stopped at its wait
+#     point vacuum-after-slots (an extent's slots marked deleted, their codes
+#     and the graph not yet; a fifth of the rows deleted), and then three
+#     times at a random moment while it vacuums a fresh index that lost a
+#     third of its rows.  After crash recovery omen_verify(index, true)
+#     passes, every remaining row is found through the index and no deleted
+#     one is returned; a plain VACUUM then leaves no deleted element, one
+#     element per row, and none unreachable.  Last, a TODO test of a known
+#     bug: VACUUM after deleted rows were inserted again and deleted again
+#     leaves elements unreachable (no crash involved).
+# (The parts run in the order a, c, b, d.)
 #
 # The node runs with wal_consistency_checking = 'generic', so crash recovery
 # also compares every page it rebuilds from omen's WAL with the full image
@@ -393,6 +404,166 @@ crash_while(
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'big_u'"),
 	'0', '(b) after the crash, the uncommitted index does not exist');
 check_index('(b) the concurrently built index, after another crash', 'big', 'big_v', 10);
+
+# ---- (d) SIGKILL of a VACUUM backend
+
+# SIGKILL the active backend with application_name $name, wait for crash
+# recovery and collect the background psqls @bgs; false, and nothing
+# killed, if that backend had finished before.
+sub kill_and_recover
+{
+	my ($label, $name, @bgs) = @_;
+	my $pid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE application_name = '$name' AND state = 'active'");
+	if ($pid eq '')
+	{
+		$_->{h}->finish for @bgs;
+		return 0;
+	}
+	my $logpos = -s $node->logfile;
+	kill('KILL', $pid) or die "$label: cannot signal $pid: $!";
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $logpos);
+	for my $bg (@bgs)
+	{
+		eval { $bg->{h}->finish; };
+	}
+	wait_ready() or die "$label: the server did not come back";
+	return 1;
+}
+
+# What must hold after a crash in the middle of VACUUM of vt, whose rows
+# satisfying $gone were deleted: omen_verify passes, no deleted row comes
+# out of a scan, every row is found (check_index, which ends with a VACUUM),
+# and that VACUUM leaves one live element per row and nothing behind.
+sub check_after_vacuum_crash
+{
+	my ($label, $gone) = @_;
+
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($rc, $out, $err) =
+	  $node->psql('postgres', "SELECT elements, deleted, unreachable FROM omen_verify('vt_v', true)");
+	ok($rc == 0 && $err !~ /ERROR|PANIC/,
+		"$label: omen_verify(vt_v, true) passes after crash recovery")
+	  or diag($err);
+	note("$label: omen_verify after recovery (elements|deleted|unreachable): $out");
+	my $wrong = '';
+	for my $qi (0, 7, 13)
+	{
+		$wrong .= $node->safe_psql(
+			'postgres',
+			"SET enable_seqscan = off; SET omen.ef_search = 40;
+			 SELECT string_agg(id::text, ',') FROM
+			   (SELECT id FROM vt ORDER BY v <-> '$queries[$qi]' LIMIT 1000000) s
+			 WHERE $gone");
+	}
+	is($wrong, '', "$label: drained index scans return no deleted row");
+	check_index($label, 'vt', 'vt_v', 1);
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT i.deleted_elements || ' ' || v.unreachable
+			   FROM omen_index_info('vt_v') i, omen_verify('vt_v', true) v"),
+		'0 0',
+		"$label: after that VACUUM no element is left deleted and none is unreachable");
+}
+
+# vt: the source rows, a fresh omen index, then the rows satisfying
+# $gone deleted (autovacuum kept away)
+sub make_vt
+{
+	my ($gone) = @_;
+	$node->safe_psql(
+		'postgres', qq{
+DROP TABLE IF EXISTS vt;
+CREATE TABLE vt (id int, v vector(128)) WITH (autovacuum_enabled = off);
+INSERT INTO vt SELECT id, v FROM src;
+CREATE INDEX vt_v ON vt USING omen (v vector_l2_ops) WITH (m = 16, ef_construction = 64);
+DELETE FROM vt WHERE $gone;
+CHECKPOINT;
+});
+}
+
+make_vt('id % 5 = 0');
+
+# A session holds the advisory lock of the wait point; the VACUUM stops
+# there after marking the first extent's slots deleted.
+my $holder = start_psql('vac_holder',
+	"SELECT pg_advisory_lock(hashtext('vacuum-after-slots'));\nSELECT pg_sleep(300);\n");
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", '1')
+  or die "the advisory lock was not taken";
+my $vac = start_psql('vac_wait', "SET omen.debug_wait_point = 'vacuum-after-slots';\nVACUUM vt;\n");
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'vac_wait' AND wait_event = 'advisory'",
+	'1')
+  or die "VACUUM did not reach its wait point: $vac->{err}";
+# A checkpoint puts the marks on disk, so that recovery starts from an
+# index with deleted slots whose codes are not marked and whose neighbours
+# still link to them (else the unflushed WAL of the killed VACUUM is lost
+# and recovery finds the index as it was before).
+my $marked = $node->safe_psql('postgres',
+	"CHECKPOINT; SELECT deleted_elements FROM omen_index_info('vt_v')");
+cmp_ok($marked, '>', 0, '(d) VACUUM stopped at its wait point with deleted elements in the index');
+ok(kill_and_recover('(d) wait point', 'vac_wait', $vac, $holder),
+	'(d) SIGKILL of the VACUUM at its wait point, crash recovery done');
+like($vac->{err}, qr/connection to server was lost|server closed the connection/,
+	'(d) the VACUUM was cut off by the crash');
+is($node->safe_psql('postgres', "SELECT deleted_elements FROM omen_index_info('vt_v')"),
+	$marked, "(d) after recovery the index still has the $marked elements marked deleted");
+check_after_vacuum_crash('(d) after SIGKILL at vacuum-after-slots', 'id % 5 = 0');
+
+# Then, three times, a fresh index loses a third of its rows, and its
+# VACUUM is killed at a random moment of its index phase.  A kill that
+# comes after the VACUUM ended is a miss; most must hit.  (Each round
+# starts from a fresh build: after deleted rows were inserted again, a
+# VACUUM leaves unreachable elements even without a crash; see the TODO
+# test below.  With two thirds deleted, a VACUUM killed after marking them
+# all leaves an index whose searches, before the next VACUUM repairs it,
+# now and then miss a row: deleted elements still route searches, but a
+# graph of mostly deleted elements routes them less well.)
+my $hits = 0;
+for my $round (1 .. 3)
+{
+	my $gone = "id % 3 = $round % 3";
+	make_vt($gone);
+	my $bg = start_psql("vac_rand$round", "VACUUM vt;\n");
+	for (my $i = 0;; $i++)
+	{
+		last
+		  if $node->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_progress_vacuum p JOIN pg_stat_activity a USING (pid)
+			  WHERE a.application_name = 'vac_rand$round' AND p.phase = 'vacuuming indexes'") eq '1';
+		$bg->{h}->pump_nb;
+		last unless $bg->{h}->pumpable;
+		die "(d) round $round: VACUUM did not reach its index phase in time"
+		  if $i > 100 * $PostgreSQL::Test::Utils::timeout_default;
+		usleep(10_000);
+	}
+	usleep(int(rand(300_000)));
+	my $hit = kill_and_recover("(d) round $round", "vac_rand$round", $bg);
+	note("(d) round $round: " . ($hit ? 'VACUUM killed' : 'VACUUM had finished before the kill'));
+	$hits += $hit;
+	check_after_vacuum_crash("(d) round $round, after SIGKILL during VACUUM", $gone);
+}
+cmp_ok($hits, '>=', 2, '(d) at least 2 of 3 random kills hit a running VACUUM');
+
+# Known bug (no crash involved): the deleted rows inserted again, into the
+# slots VACUUM freed, and again two thirds deleted, VACUUM leaves elements
+# unreachable (and rows an index search for their own vector does not
+# find) in most runs.
+make_vt('id % 3 <> 0');
+$node->safe_psql(
+	'postgres', q{
+VACUUM vt;
+INSERT INTO vt SELECT id, v FROM src WHERE id % 3 <> 0;
+DELETE FROM vt WHERE id % 3 <> 1;
+VACUUM vt;
+});
+TODO:
+{
+	local $TODO = 'VACUUM after deleted rows were inserted again leaves elements unreachable';
+	is($node->safe_psql('postgres', "SELECT unreachable FROM omen_verify('vt_v', true)"),
+		'0', '(d) VACUUM after a delete, insert, delete cycle leaves no element unreachable');
+}
 
 $node->stop;
 
