@@ -169,7 +169,7 @@ def cmd_table(a):
             bs = med([x["build_s"] for x in fr])
             rs = [x["recall"] for x in fr]
             inside = min(rs) <= d["recall"] <= max(rs)
-            print("| %d%% | %s | %.1f | %.1f | %.1f | %.2f | %.4f%s | %.4f [%.4f, %.4f] | %s / %s | %s | %s |"
+            print("| %d%% | %s | %.1f | %.2f | %.1f | %.2f | %.4f%s | %.4f [%.4f, %.4f] | %s / %s | %s | %s |"
                   % (d["fraction"], "{:,}".format(d["rows_left"]), d["vacuum_s"],
                      d["heap_vacuum_s"], bs, d["vacuum_s"] / bs, d["recall"],
                      "" if inside else (" (below)" if d["recall"] < min(rs) else " (above)"),
@@ -191,7 +191,7 @@ def cmd_table(a):
               % ("{:,}".format(c["rows"]), mib(b["size_bytes"]), b["pages"], b["elements"],
                  b["deleted_elements"]))
         for x in c["cycle"]:
-            print("| %d | %s | %.1f | %.1f | %.1f | %s | %s | %s | %s |"
+            print("| %d | %s | %.1f | %.1f | %.2f | %s | %s | %s | %s |"
                   % (x["cycle"], "{:,}".format(x["rows"]), x["vacuum1_s"], x["insert_s"],
                      x["vacuum2_s"], mib(x["size_bytes"]), x["pages"], x["elements"],
                      x["deleted_elements"]))
