@@ -543,6 +543,9 @@ typedef struct OmenReader
 	uint64		expanded;		/* elements whose neighbours were read */
 } OmenReader;
 
+extern bool OmenRelinkElement(Relation index, OmenIndexInfo *info, OmenElem e);
+extern int64 OmenRelinkOrphans(Relation index, OmenIndexInfo *info, uint32 nextents);
+
 extern void OmenReaderInit(OmenReader *r, OmenIndexInfo *info);
 extern void OmenReaderRelease(OmenReader *r);
 extern Buffer OmenReaderPin(OmenReader *r, BlockNumber blk);

@@ -2358,6 +2358,20 @@ omenbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (RelationNeedsWAL(index))
 		log_newpage_range(index, MAIN_FORKNUM, 0, RelationGetNumberOfBlocks(index), true);
 
+	/*
+	 * Pruning leaves a few elements that no list links to: link them from
+	 * their neighbours, through the pages (and WAL) like an insert.
+	 */
+	if (bs.indtuples > 0)
+	{
+		OmenMetaPageData meta;
+		OmenIndexInfo info;
+
+		OmenReadMetaPage(index, &meta);
+		OmenInitIndexInfo(&info, index, &meta);
+		OmenRelinkOrphans(index, &info, meta.nextents);
+	}
+
 	if (bs.graphCtx)
 		MemoryContextDelete(bs.graphCtx);
 	MemoryContextDelete(bs.tmpCtx);

@@ -683,6 +683,15 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		if (slot->flags & OMEN_SLOT_DELETED)
 			linked = OMEN_BACKLINK_GONE;
 		nold = OmenReadNeighbors(r, n, slot, level, old);
+		for (int i = 0; i < nold; i++)
+		{
+			/* linked already (by an earlier attempt of this insert) */
+			if (old[i] == q)
+			{
+				linked |= OMEN_BACKLINK_DONE;
+				goto done;
+			}
+		}
 
 		if (nold < cap)
 		{
@@ -769,6 +778,7 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 		linked |= OMEN_BACKLINK_DONE;
 		break;
 	}
+done:
 	pfree(slot);
 	pfree(old);
 	pfree(newlist);
@@ -885,6 +895,73 @@ OmenEditOwnLists(Relation index, OmenIndexInfo *info, OmenElem e, const OmenSlot
 		GenericXLogFinish(state);
 		UnlockReleaseBuffer(buf);
 	}
+}
+
+/*
+ * Link an element that no list links to (VACUUM found it so after
+ * repairing the graph, src/README "Vacuum"): search its segment for its
+ * neighbours as an insert does, add back-links from them, and add them to
+ * its own lists where there is room.  Returns whether any back-link was
+ * written.
+ */
+bool
+OmenRelinkElement(Relation index, OmenIndexInfo *info, OmenElem e)
+{
+	OmenReader	reader;
+	OmenMetaPageData meta;
+	OmenSegmentData seg;
+	OmenSlot	slot = palloc(info->slotsize);
+	float	   *vec = palloc(sizeof(float) * info->dims);
+	const float *v;
+	float		norm;
+	OmenQueryPrep q;
+	OmenNewLinks links;
+	OmenNewLinks none;
+	bool		linked = false;
+
+	OmenReaderInit(&reader, info);
+	if (!OmenReadSlot(&reader, e, slot) ||
+		(slot->flags & (OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)))
+	{
+		OmenReaderRelease(&reader);
+		return false;
+	}
+	OmenReadMetaPage(index, &meta);
+	seg = meta.segments[slot->segment];
+	if (seg.entry == OMEN_INVALID_ELEM || seg.entry == e)
+	{
+		OmenReaderRelease(&reader);
+		return false;
+	}
+	v = OmenSlotVector(&reader, e, slot, vec, &norm);
+	OmenPrepareQuery(info, v, &q);
+
+	memset(&links, 0, sizeof(links));
+	memset(&none, 0, sizeof(none));
+	for (int l = 0; l <= slot->level; l++)
+	{
+		int			cap = l == 0 ? info->maxm0 : info->m;
+
+		links.elems[l] = palloc(sizeof(OmenElem) * cap);
+		links.dists[l] = palloc(sizeof(float) * cap);
+	}
+	OmenFindNeighbors(&reader, &q, seg.entry, seg.entrylevel, slot->level, &links);
+	OmenReaderRelease(&reader);
+
+	for (int l = Min(slot->level, seg.entrylevel); l >= 0; l--)
+	{
+		for (int i = 0; i < links.n[l]; i++)
+		{
+			if (links.elems[l][i] == e)
+				continue;
+			if (OmenAddBackLink(index, &reader, links.elems[l][i], e, links.dists[l][i], l) ==
+				OMEN_BACKLINK_DONE)
+				linked = true;
+		}
+	}
+	OmenReaderRelease(&reader);
+	OmenEditOwnLists(index, info, e, slot, &none, &links);
+	return linked;
 }
 
 /*

@@ -67,6 +67,8 @@ OmenMarkCodesDeleted(IndexVacuumInfo *info, OmenIndexInfo *oi, OmenElem *elems, 
 
 /* ---- repairing the graph and freeing slots ---- */
 
+#define OmenBitGet(bits, x)	(((bits)[(x) / 8] >> ((x) % 8)) & 1)
+
 /* Times a list is read and repaired again when inserts change it under us */
 #define OMEN_REPAIR_ATTEMPTS	3
 
@@ -402,8 +404,121 @@ OmenFreeDeleted(IndexVacuumInfo *vinfo, OmenIndexInfo *info, const OmenElem *del
 }
 
 /*
+ * Mark in reached[] (a bitmap of nelems bits) every element that a walk
+ * over every neighbour list, at every level, from the entry points reaches.
+ */
+static void
+OmenWalkGraph(Relation index, OmenReader *r, uint8 *reached, uint64 nelems)
+{
+	OmenIndexInfo *info = r->info;
+	OmenMetaPageData meta;
+	OmenSlot	slot = palloc(info->slotsize);
+	OmenElem   *nbrs = palloc(sizeof(OmenElem) * info->maxm0);
+	OmenElem   *queue = MemoryContextAllocExtended(CurrentMemoryContext,
+												   sizeof(OmenElem) * Max(nelems, 1),
+												   MCXT_ALLOC_HUGE);
+	uint64		head = 0;
+	uint64		tail = 0;
+
+#define REACH(x) \
+	do { \
+		if ((uint64) (x) < nelems && !OmenBitGet(reached, (x))) \
+		{ \
+			reached[(x) / 8] |= 1 << ((x) % 8); \
+			queue[tail++] = (x); \
+		} \
+	} while (0)
+
+	memset(reached, 0, (nelems + 7) / 8);
+	OmenReadMetaPage(index, &meta);
+	for (int s = 0; s < meta.nsegments && s < OMEN_MAX_SEGMENTS; s++)
+		if (meta.segments[s].entry != OMEN_INVALID_ELEM)
+			REACH(meta.segments[s].entry);
+
+	/* breadth first, over all levels */
+	while (head < tail)
+	{
+		OmenElem	e = queue[head++];
+
+		if (head % 1024 == 0)
+		{
+			OmenReaderRelease(r);
+			vacuum_delay_point();
+		}
+		if (!OmenReadSlot(r, e, slot) || (slot->flags & OMEN_SLOT_NOGRAPH))
+			continue;
+		for (int level = 0; level <= slot->level; level++)
+		{
+			int			n = OmenReadNeighbors(r, e, slot, level, nbrs);
+
+			for (int j = 0; j < n; j++)
+				REACH(nbrs[j]);
+		}
+	}
+	OmenReaderRelease(r);
+#undef REACH
+	pfree(queue);
+	pfree(nbrs);
+	pfree(slot);
+}
+
+/*
+ * Find the live elements that a walk of the graph from the entry points
+ * does not reach, and link them again (OmenRelinkElement).  Repair can
+ * leave such elements when most of a neighbourhood was deleted: the
+ * elements that linked to one were deleted, and the heuristic did not pick
+ * it for the lists of their live neighbours.  CREATE INDEX runs it too:
+ * HNSW pruning leaves a few in any build.  Relinking links as an insert
+ * does, heuristic included, so an element the heuristic keeps no link to
+ * stays unreached (many copies of one vector are the usual case).  Inserts
+ * may run meanwhile; an element they add after our walk may look unreached
+ * and get a few more links, which does no harm.  Returns the number of
+ * elements relinked.
+ */
+int64
+OmenRelinkOrphans(Relation index, OmenIndexInfo *info, uint32 nextents)
+{
+	OmenReader	r;
+	OmenSlot	slot = palloc(info->slotsize);
+	uint64		nelems = (uint64) nextents * info->K;
+	uint8	   *reached = MemoryContextAllocExtended(CurrentMemoryContext, (nelems + 7) / 8,
+													 MCXT_ALLOC_HUGE);
+	int64		relinked = 0;
+	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "omen relink",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	OmenReaderInit(&r, info);
+	OmenWalkGraph(index, &r, reached, nelems);
+	for (uint64 e = 0; e < nelems; e++)
+	{
+		MemoryContext oldcxt;
+
+		if (e % info->K == 0)
+		{
+			OmenReaderRelease(&r);
+			vacuum_delay_point();
+		}
+		if (OmenBitGet(reached, e) || !OmenReadSlot(&r, (OmenElem) e, slot) ||
+			(slot->flags & (OMEN_SLOT_DELETED | OMEN_SLOT_NOGRAPH)))
+			continue;
+		OmenReaderRelease(&r);
+		oldcxt = MemoryContextSwitchTo(tmp);
+		if (OmenRelinkElement(index, info, (OmenElem) e))
+			relinked++;
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(tmp);
+	}
+	OmenReaderRelease(&r);
+	MemoryContextDelete(tmp);
+	pfree(reached);
+	pfree(slot);
+	return relinked;
+}
+
+/*
  * Reconnect the graph around the deleted elements (sorted here), then free
- * their slots for reuse.
+ * their slots for reuse, and link again the elements that lost every link
+ * to them.
  */
 static void
 OmenRepairAndFree(IndexVacuumInfo *info, OmenIndexInfo *oi, const OmenMetaPageData *meta,
@@ -422,6 +537,7 @@ OmenRepairAndFree(IndexVacuumInfo *info, OmenIndexInfo *oi, const OmenMetaPageDa
 	OmenRepairGraph(info, oi, meta->nextents, deleted, ndeleted, keep, best, bestlevel);
 	OmenFreeDeleted(info, oi, deleted, ndeleted, keep, best, bestlevel, meta->nsegments);
 	pfree(keep);
+	OmenRelinkOrphans(info->index, oi, meta->nextents);
 }
 
 /*

@@ -21,9 +21,9 @@
 #     third of its rows.  After crash recovery omen_verify(index, true)
 #     passes, every remaining row is found through the index and no deleted
 #     one is returned; a plain VACUUM then leaves no deleted element, one
-#     element per row, and none unreachable.  Last, a TODO test of a known
-#     bug: VACUUM after deleted rows were inserted again and deleted again
-#     leaves elements unreachable (no crash involved).
+#     element per row, and none unreachable.  Last, without a crash: VACUUM
+#     after deleted rows were inserted again and deleted again leaves no
+#     element unreachable.
 # (The parts run in the order a, c, b, d.)
 #
 # The node runs with wal_consistency_checking = 'generic', so crash recovery
@@ -514,9 +514,7 @@ check_after_vacuum_crash('(d) after SIGKILL at vacuum-after-slots', 'id % 5 = 0'
 # Then, three times, a fresh index loses a third of its rows, and its
 # VACUUM is killed at a random moment of its index phase.  A kill that
 # comes after the VACUUM ended is a miss; most must hit.  (Each round
-# starts from a fresh build: after deleted rows were inserted again, a
-# VACUUM leaves unreachable elements even without a crash; see the TODO
-# test below.  With two thirds deleted, a VACUUM killed after marking them
+# starts from a fresh build.  With two thirds deleted, a VACUUM killed after marking them
 # all leaves an index whose searches, before the next VACUUM repairs it,
 # now and then miss a row: deleted elements still route searches, but a
 # graph of mostly deleted elements routes them less well.)
@@ -546,10 +544,9 @@ for my $round (1 .. 3)
 }
 cmp_ok($hits, '>=', 2, '(d) at least 2 of 3 random kills hit a running VACUUM');
 
-# Known bug (no crash involved): the deleted rows inserted again, into the
-# slots VACUUM freed, and again two thirds deleted, VACUUM leaves elements
-# unreachable (and rows an index search for their own vector does not
-# find) in most runs.
+# No crash here, but the same checks: the deleted rows inserted again, into
+# the slots VACUUM freed, and again two thirds deleted; VACUUM then leaves
+# no element unreachable (it links again what its repair left unreached).
 make_vt('id % 3 <> 0');
 $node->safe_psql(
 	'postgres', q{
@@ -558,12 +555,8 @@ INSERT INTO vt SELECT id, v FROM src WHERE id % 3 <> 0;
 DELETE FROM vt WHERE id % 3 <> 1;
 VACUUM vt;
 });
-TODO:
-{
-	local $TODO = 'VACUUM after deleted rows were inserted again leaves elements unreachable';
-	is($node->safe_psql('postgres', "SELECT unreachable FROM omen_verify('vt_v', true)"),
-		'0', '(d) VACUUM after a delete, insert, delete cycle leaves no element unreachable');
-}
+is($node->safe_psql('postgres', "SELECT unreachable FROM omen_verify('vt_v', true)"),
+	'0', '(d) VACUUM after a delete, insert, delete cycle leaves no element unreachable');
 
 $node->stop;
 
