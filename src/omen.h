@@ -601,7 +601,8 @@ extern OmenElem OmenDescend(OmenReader *r, const OmenQueryPrep *q, OmenElem entr
 							int fromlevel, int tolevel);
 
 extern int	OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands,
-								int ncand, int maxkeep, OmenElem *out, float *outdist);
+								int ncand, int maxkeep, bool fill, OmenElem *out,
+								float *outdist);
 extern int	OmenSelectNeighbors(OmenMetric metric, int dims, int ncand,
 								const float *cdist, const float *const *cvec,
 								const float *cnorm, int maxkeep, int *keep);

@@ -501,11 +501,14 @@ OmenWriteElement(Relation index, OmenIndexInfo *info, OmenElem e, const uint8 *c
  * Choose among candidates with the heuristic.  Their vectors are read (or
  * decoded from their codes), and their distances to the base recomputed
  * from them, so that the choice does not depend on code estimates.
- * Writes the chosen to out/outdist, by increasing distance.
+ * Writes the chosen to out/outdist, by increasing distance.  With fill,
+ * the room the heuristic leaves (up to maxkeep) is then filled, after
+ * them, with the nearest of the candidates it passed over, so that a list
+ * is as full as the lists of a build, which fill up with back-links.
  */
 int
 OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands, int ncand,
-					int maxkeep, OmenElem *out, float *outdist)
+					int maxkeep, bool fill, OmenElem *out, float *outdist)
 {
 	OmenIndexInfo *info = r->info;
 	const float **cvec = palloc(sizeof(float *) * ncand);
@@ -572,6 +575,26 @@ OmenSelectFromCands(OmenReader *r, const OmenQuery *base, OmenCand *cands, int n
 		out[i] = cands[keep[i]].elem;
 		outdist[i] = cands[keep[i]].dist;
 	}
+	if (fill && nkeep < maxkeep)
+	{
+		int			nout = nkeep;
+
+		/* room left: the nearest of those the heuristic passed over */
+		for (int i = 0; i < n && nout < maxkeep; i++)
+		{
+			bool		kept = false;
+
+			for (int k = 0; k < nkeep && !kept; k++)
+				kept = keep[k] == i;
+			if (!kept)
+			{
+				out[nout] = cands[i].elem;
+				outdist[nout] = cands[i].dist;
+				nout++;
+			}
+		}
+		nkeep = nout;
+	}
 	pfree(cvec);
 	pfree(cnorm);
 	pfree(cdist);
@@ -629,7 +652,7 @@ OmenFindNeighbors(OmenReader *r, const OmenQueryPrep *q, OmenElem entry, int ent
 			OmenCand   *copy = palloc(sizeof(OmenCand) * ncand);
 
 			memcpy(copy, cands, sizeof(OmenCand) * ncand);
-			links->n[l] = OmenSelectFromCands(r, &q->q, copy, ncand, maxkeep,
+			links->n[l] = OmenSelectFromCands(r, &q->q, copy, ncand, maxkeep, false,
 											  links->elems[l], links->dists[l]);
 			pfree(copy);
 		}
@@ -718,7 +741,7 @@ OmenAddBackLink(Relation index, OmenReader *r, OmenElem n, OmenElem q, float dis
 			cands[ncand].elem = q;
 			cands[ncand].dist = dist;
 			ncand++;
-			nnew = OmenSelectFromCands(r, &nq, cands, ncand, cap, newlist, dists);
+			nnew = OmenSelectFromCands(r, &nq, cands, ncand, cap, false, newlist, dists);
 			for (int i = 0; i < nnew; i++)
 				haveq |= newlist[i] == q;
 			if (!haveq)

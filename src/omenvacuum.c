@@ -138,7 +138,7 @@ OmenRepairList(OmenReader *r, OmenElem e, const OmenSlot eslot, int level,
 #undef ADD_CAND
 
 	q.values = OmenSlotVector(r, e, eslot, base, &q.norm);
-	n = OmenSelectFromCands(r, &q, cands, ncand, cap, out, dists);
+	n = OmenSelectFromCands(r, &q, cands, ncand, cap, true, out, dists);
 	pfree(cands);
 	pfree(nbrs);
 	pfree(dists);
