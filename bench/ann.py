@@ -98,18 +98,24 @@ def write_vecs(path, arr):
     os.replace(tmp, path)
 
 
-def write_copy_binary(path, vecs, first_id=1):
-    """PostgreSQL binary COPY of rows (id int4, v vector): pgvector's
-    vector_recv reads int16 dim, int16 unused, then dim float4, all
-    big-endian."""
+def write_copy_binary(path, vecs, first_id=1, ints=()):
+    """PostgreSQL binary COPY of rows (id int4, [int4 columns,] v vector):
+    ints is a sequence of (name, array of n ints), one column each, between
+    id and v.  pgvector's vector_recv reads int16 dim, int16 unused, then
+    dim float4, all big-endian."""
     n, dim = vecs.shape
-    rec = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i4"), ("l2", ">i4"),
-                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
-    out = np.empty(n, dtype=rec)
-    out["nf"] = 2
-    out["l1"] = 4
+    fields = [("nf", ">i2"), ("l_id", ">i4"), ("id", ">i4")]
+    for name, _ in ints:
+        fields += [("l_" + name, ">i4"), (name, ">i4")]
+    fields += [("l_v", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))]
+    out = np.empty(n, dtype=np.dtype(fields))
+    out["nf"] = 2 + len(ints)
+    out["l_id"] = 4
     out["id"] = np.arange(first_id, first_id + n, dtype=np.int64)
-    out["l2"] = 4 + 4 * dim
+    for name, values in ints:
+        out["l_" + name] = 4
+        out[name] = values
+    out["l_v"] = 4 + 4 * dim
     out["dim"] = dim
     out["unused"] = 0
     out["v"] = vecs

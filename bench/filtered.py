@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import re
-import struct
 import sys
 
 import numpy as np
@@ -112,25 +111,7 @@ def matches(name, sel, cat, sub):
 
 def write_items_copy(path, vecs, cat, sub):
     """Binary COPY of rows (id int4, cat int4, sub int4, v vector)."""
-    n, dim = vecs.shape
-    rec = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i4"), ("l2", ">i4"), ("cat", ">i4"),
-                    ("l3", ">i4"), ("sub", ">i4"), ("l4", ">i4"), ("dim", ">i2"),
-                    ("unused", ">i2"), ("v", ">f4", (dim,))])
-    out = np.empty(n, dtype=rec)
-    out["nf"] = 4
-    out["l1"] = out["l2"] = out["l3"] = 4
-    out["id"] = np.arange(1, n + 1)
-    out["cat"] = cat
-    out["sub"] = sub
-    out["l4"] = 4 + 4 * dim
-    out["dim"] = dim
-    out["unused"] = 0
-    out["v"] = vecs
-    with open(path, "wb") as f:
-        f.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
-        out.tofile(f)
-        f.write(struct.pack(">h", -1))
-    os.chmod(path, 0o644)
+    ann.write_copy_binary(path, vecs, ints=(("cat", cat), ("sub", sub)))
 
 
 def cmd_prepare(a):
