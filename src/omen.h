@@ -508,6 +508,8 @@ extern int	OmenCandCmp(const void *a, const void *b);
 extern void OmenHeapInit(OmenHeap *h, int cap, bool ismax);
 extern void OmenHeapPush(OmenHeap *h, float dist, OmenElem elem);
 extern OmenCand OmenHeapPop(OmenHeap *h);
+extern void OmenHeapAppend(OmenHeap *h, float dist, OmenElem elem);
+extern void OmenHeapify(OmenHeap *h);
 static inline const OmenCand *
 OmenHeapTop(const OmenHeap *h)
 {
@@ -577,7 +579,9 @@ typedef struct OmenVisited
  * The state of a search on one graph level.  C holds candidates still to
  * be expanded, W the best ef found so far (its worst is the search bound),
  * D everything found but pushed out of W or never let in, so that a later
- * round with a larger ef can pick up where this one stopped.
+ * round with a larger ef can pick up where this one stopped.  Most of what
+ * a search visits ends in D and few searches ever resume, so D is kept as
+ * a plain array and put in heap order only when a round resumes.
  */
 typedef struct OmenLayerSearch
 {

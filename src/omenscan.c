@@ -280,17 +280,22 @@ OmenItemHeapPop(OmenItemHeap *h)
 }
 
 /*
- * After a round of graph search: everything it found that is not
- * re-ranked yet (the best ef in W, the rest in D) goes to R.
+ * After a round of graph search: what it found that is not re-ranked yet
+ * goes to R.  That is the best ef (W), and also the rest (D) once the
+ * graph is exhausted or when a quantized index must re-rank more than W
+ * holds (omen.rerank_factor above 1).  Otherwise D can wait for the next
+ * round: all of it lies at or beyond the round's radius, where nothing
+ * goes out before a wider round, which collects R afresh.
  */
 static void
-OmenSegCollect(OmenScanOpaque so, OmenSegScan *ss)
+OmenSegCollect(OmenScanOpaque so, OmenSegScan *ss, int mustrerank)
 {
 	OmenLayerSearch *s = &ss->s;
 	OmenHeap   *heaps[2] = {&s->W, &s->D};
+	int			nheaps = (s->C.n == 0 || mustrerank > s->W.n) ? 2 : 1;
 
 	ss->R.n = 0;
-	for (int h = 0; h < 2; h++)
+	for (int h = 0; h < nheaps; h++)
 	{
 		for (int i = 0; i < heaps[h]->n; i++)
 		{
@@ -298,9 +303,10 @@ OmenSegCollect(OmenScanOpaque so, OmenSegScan *ss)
 			uint8	   *flags = OmenLayerFlags(s, c.elem);
 
 			if (flags && !(*flags & (OMEN_VISIT_EMITTED | OMEN_VISIT_SKIP)))
-				OmenHeapPush(&ss->R, c.dist, c.elem);
+				OmenHeapAppend(&ss->R, c.dist, c.elem);
 		}
 	}
+	OmenHeapify(&ss->R);
 }
 
 /*
@@ -396,9 +402,9 @@ OmenSegReady(OmenScanOpaque so, OmenSegScan *ss)
 		}
 		ss->started = true;
 		OmenLayerRun(&ss->s, &so->reader, &so->qp, ss->ef);
-		OmenSegCollect(so, ss);
 		ss->mustrerank = so->info.quantizer == OMEN_QUANT_NONE ? 0 :
 			(int) Min((double) (INT_MAX / 2), ceil(ss->ef * omen_rerank_factor));
+		OmenSegCollect(so, ss, ss->mustrerank);
 	}
 	return false;
 }

@@ -18,9 +18,12 @@
  */
 #include "postgres.h"
 
+#include <sys/mman.h>
+
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "utils/guc.h"
 #include "omen.h"
@@ -112,13 +115,46 @@ OmenHeapPush(OmenHeap *h, float dist, OmenElem elem)
 	}
 }
 
+/*
+ * Append without restoring the heap order: for a heap that is only
+ * read after an OmenHeapify.
+ */
+void
+OmenHeapAppend(OmenHeap *h, float dist, OmenElem elem)
+{
+	if (h->n == h->cap)
+	{
+		h->cap *= 2;
+		h->items = repalloc_huge(h->items, sizeof(OmenCand) * h->cap);
+	}
+	h->items[h->n].dist = dist;
+	h->items[h->n].elem = elem;
+	h->n++;
+}
+
+static void OmenHeapSiftDown(OmenHeap *h, int i);
+
+/* Restore the heap order of items added with OmenHeapAppend: O(n) */
+void
+OmenHeapify(OmenHeap *h)
+{
+	for (int i = h->n / 2 - 1; i >= 0; i--)
+		OmenHeapSiftDown(h, i);
+}
+
 OmenCand
 OmenHeapPop(OmenHeap *h)
 {
 	OmenCand	top = h->items[0];
-	int			i = 0;
 
 	h->items[0] = h->items[--h->n];
+	OmenHeapSiftDown(h, 0);
+	return top;
+}
+
+static void
+OmenHeapSiftDown(OmenHeap *h, int i)
+{
 	for (;;)
 	{
 		int			l = 2 * i + 1;
@@ -137,7 +173,6 @@ OmenHeapPop(OmenHeap *h)
 		h->items[best] = tmp;
 		i = best;
 	}
-	return top;
 }
 
 /* ---- backend-local code cache ---- */
@@ -168,6 +203,14 @@ typedef struct OmenCodeCache
 	bool	   *filled;
 	uint64		lastuse;
 	Size		bytes;
+
+	/*
+	 * The buffer each block of the index was last found in: a hint for
+	 * ReadRecentBuffer, which pins a buffer that still holds the block
+	 * without a lookup in the shared buffer mapping table.
+	 */
+	Buffer	   *recent;
+	BlockNumber nrecent;
 } OmenCodeCache;
 
 #define OMEN_MAX_CODE_CACHES 8
@@ -175,15 +218,62 @@ typedef struct OmenCodeCache
 static OmenCodeCache *omen_caches[OMEN_MAX_CODE_CACHES];
 static uint64 omen_cache_tick = 0;
 
+/*
+ * The codes of a cache live in their own anonymous mapping, aligned to 2 MB
+ * and offered to the kernel for transparent huge pages.  A search touches
+ * codes at random all over a cache of tens of megabytes; with 4 kB pages
+ * nearly every code costs a TLB miss and a page walk on top of the cache
+ * miss, and huge pages take that walk away.  Where the kernel gives no huge
+ * pages this is an ordinary allocation.  Returns NULL if there is no
+ * memory, which leaves the cache smaller.
+ */
+#define OMEN_HUGE_PAGE ((Size) 2 * 1024 * 1024)
+
+static uint8 *
+OmenCodeMapAlloc(Size bytes)
+{
+	Size		len = TYPEALIGN(OMEN_HUGE_PAGE, bytes);
+	char	   *p;
+	char	   *aligned;
+	Size		head;
+	Size		tail;
+
+	/* over-allocate by one huge page, then trim to an aligned range */
+	p = mmap(NULL, len + OMEN_HUGE_PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	aligned = (char *) TYPEALIGN(OMEN_HUGE_PAGE, p);
+	head = aligned - p;
+	tail = OMEN_HUGE_PAGE - head;
+	if (head > 0)
+		munmap(p, head);
+	if (tail > 0)
+		munmap(aligned + len, tail);
+#ifdef MADV_HUGEPAGE
+	(void) madvise(aligned, len, MADV_HUGEPAGE);
+#endif
+	return (uint8 *) aligned;
+}
+
+static void
+OmenCodeMapFree(uint8 *p, Size bytes)
+{
+	if (p != NULL)
+		munmap(p, TYPEALIGN(OMEN_HUGE_PAGE, bytes));
+}
+
 static void
 OmenCodeCacheFree(int i)
 {
 	if (omen_caches[i] == NULL)
 		return;
 	if (omen_caches[i]->codes)
-		pfree(omen_caches[i]->codes);
+		OmenCodeMapFree(omen_caches[i]->codes, omen_caches[i]->bytes);
 	if (omen_caches[i]->filled)
 		pfree(omen_caches[i]->filled);
+	if (omen_caches[i]->recent)
+		pfree(omen_caches[i]->recent);
 	pfree(omen_caches[i]);
 	omen_caches[i] = NULL;
 }
@@ -253,6 +343,7 @@ OmenCodeCacheFill(OmenReader *r, OmenCodeCache *c, uint32 x)
 	OmenIndexInfo *info = r->info;
 	Size		extbytes = (Size) c->K * c->codesize;
 	uint8	   *dst;
+	uint8	   *codes;
 	BlockNumber start;
 
 	if (x >= c->nalloc)
@@ -265,17 +356,19 @@ OmenCodeCacheFill(OmenReader *r, OmenCodeCache *c, uint32 x)
 			return false;
 		if (others + (Size) want * extbytes > budget)
 			want = (budget - others) / extbytes;
+		codes = OmenCodeMapAlloc((Size) want * extbytes);
+		if (codes == NULL)
+			return false;
 		if (c->codes == NULL)
-		{
-			c->codes = MemoryContextAllocHuge(TopMemoryContext, (Size) want * extbytes);
 			c->filled = MemoryContextAllocZero(TopMemoryContext, want);
-		}
 		else
 		{
-			c->codes = repalloc_huge(c->codes, (Size) want * extbytes);
+			memcpy(codes, c->codes, (Size) c->nalloc * extbytes);
+			OmenCodeMapFree(c->codes, c->bytes);
 			c->filled = repalloc(c->filled, want);
 			memset(c->filled + c->nalloc, 0, want - c->nalloc);
 		}
+		c->codes = codes;
 		c->nalloc = want;
 		c->bytes = (Size) want * extbytes;
 	}
@@ -342,6 +435,48 @@ OmenReaderRelease(OmenReader *r)
 	}
 }
 
+/*
+ * ReadBuffer, but first try the buffer the block was in last time: a
+ * search pins the same few thousand graph pages over and over, and a
+ * buffer still holding the block is pinned without hashing its tag and
+ * taking a mapping partition lock.  The hint is only a hint:
+ * ReadRecentBuffer checks the buffer's tag under its header lock.
+ */
+static Buffer
+OmenReadBufferHinted(OmenReader *r, BlockNumber blk)
+{
+	OmenCodeCache *c = r->cache;
+	Buffer		buf;
+
+	if (c != NULL && blk < c->nrecent && c->recent[blk] != InvalidBuffer &&
+		ReadRecentBuffer(r->index->rd_node, MAIN_FORKNUM, blk, c->recent[blk]))
+	{
+		/* what ReadBuffer would have counted */
+		pgstat_count_buffer_read(r->index);
+		pgstat_count_buffer_hit(r->index);
+		return c->recent[blk];
+	}
+	buf = ReadBuffer(r->index, blk);
+	if (c != NULL)
+	{
+		if (blk >= c->nrecent)
+		{
+			BlockNumber n = Max(blk + 1, Max(c->nrecent * 2, 1024));
+
+			if (n > MaxAllocSize / sizeof(Buffer))
+				return buf;
+			c->recent = c->recent ?
+				repalloc(c->recent, sizeof(Buffer) * n) :
+				MemoryContextAlloc(TopMemoryContext, sizeof(Buffer) * n);
+			for (BlockNumber b = c->nrecent; b < n; b++)
+				c->recent[b] = InvalidBuffer;
+			c->nrecent = n;
+		}
+		c->recent[blk] = buf;
+	}
+	return buf;
+}
+
 /* A pinned (not locked) buffer for blk, from the cache if possible */
 Buffer
 OmenReaderPin(OmenReader *r, BlockNumber blk)
@@ -359,7 +494,7 @@ OmenReaderPin(OmenReader *r, BlockNumber blk)
 	if (r->bufs[i] != InvalidBuffer)
 		ReleaseBuffer(r->bufs[i]);
 	r->blks[i] = InvalidBlockNumber;
-	r->bufs[i] = ReadBuffer(r->index, blk);
+	r->bufs[i] = OmenReadBufferHinted(r, blk);
 	r->blks[i] = blk;
 	return r->bufs[i];
 }
@@ -465,10 +600,12 @@ OmenReaderPrefetch(OmenReader *r, OmenElem elem)
 	if (c != NULL && elem / c->K < c->nalloc)
 	{
 		const char *p = (const char *) c->codes + (Size) elem * c->codesize;
-		int			lines = Min(c->codesize, 256);
+		const char *end = p + c->codesize - 1;
 
-		for (int off = 0; off < lines; off += 64)
-			__builtin_prefetch(p + off);
+		/* every cache line the code covers */
+		for (; p <= end; p += 64)
+			__builtin_prefetch(p);
+		__builtin_prefetch(end);
 	}
 }
 
@@ -859,11 +996,11 @@ OmenLayerVisit(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q,
 		{
 			OmenCand	x = OmenHeapPop(&s->W);
 
-			OmenHeapPush(&s->D, x.dist, x.elem);
+			OmenHeapAppend(&s->D, x.dist, x.elem);
 		}
 	}
 	else
-		OmenHeapPush(&s->D, d, elem);
+		OmenHeapAppend(&s->D, d, elem);
 	return true;
 }
 
@@ -882,6 +1019,8 @@ OmenLayerAddEntry(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, Ome
 void
 OmenLayerRun(OmenLayerSearch *s, OmenReader *r, const OmenQueryPrep *q, int ef)
 {
+	/* D is in heap order only while this first loop runs */
+	OmenHeapify(&s->D);
 	while (s->D.n > 0 &&
 		   (s->W.n < ef || OmenDistLess(OmenHeapTop(&s->D)->dist, OmenHeapTop(&s->W)->dist)))
 	{
