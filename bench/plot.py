@@ -252,18 +252,30 @@ def summary(results, grouped, path):
         w("")
         w("## INSERT rates")
         w("")
-        w("bench/insert: GloVe, %s rows indexed (m %s, ef_construction %s), then single-row "
-          "transactions (%s rows) and 100-row INSERTs for %s s from 1 and 2 sessions; rows per "
-          "second; fsync %s." % ("{:,}".format(i0["indexed_rows"]), i0["m"], i0["efc"],
-                                  i0["single_rows"], i0["seconds"], i0.get("fsync")))
+        if "seconds" in i0:
+            w("bench/insert: GloVe, %s rows indexed (m %s, ef_construction %s), then single-row "
+              "transactions (%s rows) and 100-row INSERTs for %s s from 1 and 2 sessions; rows "
+              "per second; fsync %s." % ("{:,}".format(i0["indexed_rows"]), i0["m"], i0["efc"],
+                                         i0["single_rows"], i0["seconds"], i0.get("fsync")))
+        else:
+            w("bench/insert: GloVe, %s rows indexed (m %s, ef_construction %s), then the other "
+              "10,000 inserted once each: %s in single-row transactions, then %s in 100-row "
+              "INSERTs from 1 session and %s from 2; rows per second; recall@10 at ef_search 40 "
+              "on 1,000 queries after the inserts and after a REINDEX; fsync %s."
+              % ("{:,}".format(i0["indexed_rows"]), i0["m"], i0["efc"],
+                 "{:,}".format(i0["single_rows"]), "{:,}".format(i0["batch_rows_per_phase"]),
+                 "{:,}".format(i0["batch_rows_per_phase"]), i0.get("fsync")))
         w("")
-        w("| index | 1 row per transaction | 100 rows, 1 session | 100 rows, 2 sessions |")
-        w("|---|--:|--:|--:|")
+        w("| index | 1 row per transaction | 100 rows, 1 session | 100 rows, 2 sessions "
+          "| recall after | recall, fresh build |")
+        w("|---|--:|--:|--:|--:|--:|")
         for d in ins:
-            w("| %s | %s | %s | %s |" % ("pgvector hnsw" if d["am"] == "hnsw" else d["am"],
-                                         fmt(d["single_row_per_s"]),
-                                         fmt(d["batch100_1session_rows_per_s"]),
-                                         fmt(d["batch100_2sessions_rows_per_s"])))
+            w("| %s | %s | %s | %s | %s | %s |" % (
+                "pgvector hnsw" if d["am"] == "hnsw" else d["am"],
+                fmt(d["single_row_per_s"]), fmt(d["batch100_1session_rows_per_s"]),
+                fmt(d["batch100_2sessions_rows_per_s"]),
+                "%.4f" % d["recall_after_ef40"] if "recall_after_ef40" in d else "-",
+                "%.4f" % d["recall_fresh_ef40"] if "recall_fresh_ef40" in d else "-"))
     for pattern, title in (("filtered-*.md", "Filtered queries (bench/filtered)"),
                            ("build-*.md", "Builds (bench/build)")):
         files = sorted(glob.glob(os.path.join(results, pattern)))
