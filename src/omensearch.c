@@ -440,12 +440,13 @@ OmenReaderRelease(OmenReader *r)
  * search pins the same few thousand graph pages over and over, and a
  * buffer still holding the block is pinned without hashing its tag and
  * taking a mapping partition lock.  The hint is only a hint:
- * ReadRecentBuffer checks the buffer's tag under its header lock.
+ * ReadRecentBuffer checks the buffer's tag under its header lock.  Temporary
+ * indexes do without: their local buffer lookup takes no lock anyway.
  */
 static Buffer
 OmenReadBufferHinted(OmenReader *r, BlockNumber blk)
 {
-	OmenCodeCache *c = r->cache;
+	OmenCodeCache *c = RelationUsesLocalBuffers(r->index) ? NULL : r->cache;
 	Buffer		buf;
 
 	if (c != NULL && blk < c->nrecent && c->recent[blk] != InvalidBuffer &&
