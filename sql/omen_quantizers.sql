@@ -47,6 +47,14 @@ SELECT quantizer FROM omen_index_info('sift_sq8');
 SELECT recall_sift() >= 0.95 AS sift_sq8_ok, recall_glove() >= 0.95 AS glove_sq8_ok,
 	ordered_glove(50) AS glove_sq8_ordered;
 SELECT returned > 0 AND reranked > 0 AND code_distances > reranked AS reranks FROM omen_last_scan();
+-- with omen.rerank_factor 1 a round re-ranks what its W holds; 200 rows at
+-- ef_search 10 take a few widening rounds, not a search of the whole graph
+SET omen.rerank_factor = 1;
+SET omen.ef_search = 10;
+SELECT count(*) FROM (SELECT id FROM glove ORDER BY v <=> (SELECT v FROM glove_q WHERE id = 3) LIMIT 200) s;
+SELECT returned, rounds <= 6 AS few_rounds, expanded < 2000 AS bounded FROM omen_last_scan();
+RESET omen.rerank_factor;
+SET omen.ef_search = 40;
 DROP INDEX sift_sq8, glove_sq8;
 
 CREATE INDEX sift_bq ON sift USING omen (v vector_l2_ops) WITH (quantizer = bq);

@@ -538,6 +538,8 @@ typedef struct OmenReader
 	uint32	   *upper;			/* one level's list: count + m */
 	struct OmenCodeCache *cache;	/* backend-local copy of codes, or NULL */
 	struct OmenHeapFetch *heapfetch;	/* vectors = heap: reads the table */
+	bool		nohints;		/* pin with ReadBuffer only (VACUUM) */
+	uint32		nhinted;		/* pins tried through buffer hints */
 	/* statistics, for omen_last_scan() */
 	uint64		pages;			/* buffers pinned (pin cache misses) */
 	uint64		distances;		/* full-precision distances computed */

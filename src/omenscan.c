@@ -282,8 +282,8 @@ OmenItemHeapPop(OmenItemHeap *h)
 /*
  * After a round of graph search: what it found that is not re-ranked yet
  * goes to R.  That is the best ef (W), and also the rest (D) once the
- * graph is exhausted or when a quantized index must re-rank more than W
- * holds (omen.rerank_factor above 1).  Otherwise D can wait for the next
+ * graph is exhausted or when a quantized index must re-rank more than what
+ * W holds that is not re-ranked yet (omen.rerank_factor).  Otherwise D can wait for the next
  * round: all of it lies at or beyond the round's radius, where nothing
  * goes out before a wider round, which collects R afresh.
  */
@@ -292,11 +292,13 @@ OmenSegCollect(OmenScanOpaque so, OmenSegScan *ss, int mustrerank)
 {
 	OmenLayerSearch *s = &ss->s;
 	OmenHeap   *heaps[2] = {&s->W, &s->D};
-	int			nheaps = (s->C.n == 0 || mustrerank > s->W.n) ? 2 : 1;
 
 	ss->R.n = 0;
-	for (int h = 0; h < nheaps; h++)
+	for (int h = 0; h < 2; h++)
 	{
+		/* W's part falls short of what must be re-ranked: D too */
+		if (h == 1 && s->C.n > 0 && ss->R.n >= mustrerank)
+			break;
 		for (int i = 0; i < heaps[h]->n; i++)
 		{
 			OmenCand	c = heaps[h]->items[i];
@@ -405,6 +407,8 @@ OmenSegReady(OmenScanOpaque so, OmenSegScan *ss)
 		ss->mustrerank = so->info.quantizer == OMEN_QUANT_NONE ? 0 :
 			(int) Min((double) (INT_MAX / 2), ceil(ss->ef * omen_rerank_factor));
 		OmenSegCollect(so, ss, ss->mustrerank);
+		/* no more than was found can be re-ranked */
+		ss->mustrerank = Min(ss->mustrerank, ss->R.n);
 	}
 	return false;
 }

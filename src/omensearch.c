@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -191,6 +192,12 @@ OmenHeapSiftDown(OmenHeap *h, int i)
  * the results, where the slot's own flag is checked.  A cache is tied to
  * one build of one relfilenode (its rotation seed) and to the metapage's
  * code generation, which anything that rewrites a code must advance.
+ *
+ * A reader keeps a pointer to its index's cache for as long as it lives,
+ * and several readers can be alive at once (a Merge Append over many
+ * partitions, a scan beside an insert).  So a cache that is replaced or
+ * evicted is not freed at once but retired, and retired caches are freed
+ * at the end of the transaction, which no reader outlives.
  */
 typedef struct OmenCodeCache
 {
@@ -202,7 +209,7 @@ typedef struct OmenCodeCache
 	uint8	   *codes;
 	bool	   *filled;
 	uint64		lastuse;
-	Size		bytes;
+	Size		bytes;			/* length of the mapping of codes */
 
 	/*
 	 * The buffer each block of the index was last found in: a hint for
@@ -211,32 +218,51 @@ typedef struct OmenCodeCache
 	 */
 	Buffer	   *recent;
 	BlockNumber nrecent;
+
+	struct OmenCodeCache *nextretired;
 } OmenCodeCache;
 
 #define OMEN_MAX_CODE_CACHES 8
 
 static OmenCodeCache *omen_caches[OMEN_MAX_CODE_CACHES];
+static OmenCodeCache *omen_retired_caches = NULL;
+static bool omen_cache_callback = false;
 static uint64 omen_cache_tick = 0;
 
 /*
- * The codes of a cache live in their own anonymous mapping, aligned to 2 MB
- * and offered to the kernel for transparent huge pages.  A search touches
- * codes at random all over a cache of tens of megabytes; with 4 kB pages
- * nearly every code costs a TLB miss and a page walk on top of the cache
- * miss, and huge pages take that walk away.  Where the kernel gives no huge
- * pages this is an ordinary allocation.  Returns NULL if there is no
- * memory, which leaves the cache smaller.
+ * The codes of a cache live in their own anonymous mapping.  From 2 MB on
+ * it is aligned to 2 MB and offered to the kernel for transparent huge
+ * pages: a search touches codes at random all over a cache of tens of
+ * megabytes, and with 4 kB pages nearly every code costs a TLB miss and a
+ * page walk on top of the cache miss.  Where the kernel gives no huge pages
+ * this is an ordinary allocation.  The mapping's whole length counts
+ * against omen.code_cache.
  */
 #define OMEN_HUGE_PAGE ((Size) 2 * 1024 * 1024)
+#define OMEN_SMALL_PAGE ((Size) 4096)
 
-static uint8 *
-OmenCodeMapAlloc(Size bytes)
+/* The length of the mapping that holds bytes of codes */
+static Size
+OmenCodeMapLen(Size bytes)
 {
-	Size		len = TYPEALIGN(OMEN_HUGE_PAGE, bytes);
+	return bytes >= OMEN_HUGE_PAGE ? TYPEALIGN(OMEN_HUGE_PAGE, bytes) :
+		TYPEALIGN(OMEN_SMALL_PAGE, bytes);
+}
+
+/* A mapping of len bytes (from OmenCodeMapLen), or NULL if there is no memory */
+static uint8 *
+OmenCodeMapAlloc(Size len)
+{
 	char	   *p;
 	char	   *aligned;
 	Size		head;
 	Size		tail;
+
+	if (len < OMEN_HUGE_PAGE)
+	{
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : (uint8 *) p;
+	}
 
 	/* over-allocate by one huge page, then trim to an aligned range */
 	p = mmap(NULL, len + OMEN_HUGE_PAGE, PROT_READ | PROT_WRITE,
@@ -257,24 +283,61 @@ OmenCodeMapAlloc(Size bytes)
 }
 
 static void
-OmenCodeMapFree(uint8 *p, Size bytes)
+OmenCodeMapFree(uint8 *p, Size len)
 {
 	if (p != NULL)
-		munmap(p, TYPEALIGN(OMEN_HUGE_PAGE, bytes));
+		munmap(p, len);
 }
 
 static void
-OmenCodeCacheFree(int i)
+OmenCodeCacheDestroy(OmenCodeCache *c)
+{
+	if (c->codes)
+		OmenCodeMapFree(c->codes, c->bytes);
+	if (c->filled)
+		pfree(c->filled);
+	if (c->recent)
+		pfree(c->recent);
+	pfree(c);
+}
+
+/* Free the retired caches: no reader is left at the end of a transaction */
+static void
+OmenCodeCacheXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			while (omen_retired_caches != NULL)
+			{
+				OmenCodeCache *c = omen_retired_caches;
+
+				omen_retired_caches = c->nextretired;
+				OmenCodeCacheDestroy(c);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+/* Take cache i out of use; it is freed at the end of the transaction */
+static void
+OmenCodeCacheRetire(int i)
 {
 	if (omen_caches[i] == NULL)
 		return;
-	if (omen_caches[i]->codes)
-		OmenCodeMapFree(omen_caches[i]->codes, omen_caches[i]->bytes);
-	if (omen_caches[i]->filled)
-		pfree(omen_caches[i]->filled);
-	if (omen_caches[i]->recent)
-		pfree(omen_caches[i]->recent);
-	pfree(omen_caches[i]);
+	if (!omen_cache_callback)
+	{
+		RegisterXactCallback(OmenCodeCacheXactCallback, NULL);
+		omen_cache_callback = true;
+	}
+	omen_caches[i]->nextretired = omen_retired_caches;
+	omen_retired_caches = omen_caches[i];
 	omen_caches[i] = NULL;
 }
 
@@ -310,7 +373,7 @@ OmenCodeCacheGet(OmenIndexInfo *info)
 				c->lastuse = ++omen_cache_tick;
 				return c;
 			}
-			OmenCodeCacheFree(i);
+			OmenCodeCacheRetire(i);
 		}
 	}
 	for (int i = 0; i < OMEN_MAX_CODE_CACHES; i++)
@@ -323,7 +386,7 @@ OmenCodeCacheGet(OmenIndexInfo *info)
 		if (omen_caches[i]->lastuse < omen_caches[victim]->lastuse)
 			victim = i;
 	}
-	OmenCodeCacheFree(victim);
+	OmenCodeCacheRetire(victim);
 	omen_caches[victim] = MemoryContextAllocZero(TopMemoryContext, sizeof(OmenCodeCache));
 	omen_caches[victim]->node = node;
 	omen_caches[victim]->buildid = info->rotseed + info->codegen;
@@ -351,26 +414,42 @@ OmenCodeCacheFill(OmenReader *r, OmenCodeCache *c, uint32 x)
 		uint32		want = Max(x + 1, Max(c->nalloc * 2, 16));
 		Size		budget = (Size) omen_code_cache_mb * 1024 * 1024;
 		Size		others = OmenCodeCacheBytes() - c->bytes;
+		Size		usable;
+		Size		len;
+		bool	   *filled;
 
-		if (others + (Size) (x + 1) * extbytes > budget)
+		if (others >= budget)
 			return false;
-		if (others + (Size) want * extbytes > budget)
-			want = (budget - others) / extbytes;
-		codes = OmenCodeMapAlloc((Size) want * extbytes);
+		usable = budget - others;
+		usable = usable >= OMEN_HUGE_PAGE ? TYPEALIGN_DOWN(OMEN_HUGE_PAGE, usable) :
+			TYPEALIGN_DOWN(OMEN_SMALL_PAGE, usable);
+		want = Min(want, usable / extbytes);
+		if (want < x + 1)
+			return false;
+
+		/* nothing may throw between the new mapping and its adoption */
+		len = OmenCodeMapLen((Size) want * extbytes);
+		codes = OmenCodeMapAlloc(len);
 		if (codes == NULL)
 			return false;
-		if (c->codes == NULL)
-			c->filled = MemoryContextAllocZero(TopMemoryContext, want);
-		else
+		filled = MemoryContextAllocExtended(TopMemoryContext, want,
+											MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+		if (filled == NULL)
+		{
+			OmenCodeMapFree(codes, len);
+			return false;
+		}
+		if (c->codes != NULL)
 		{
 			memcpy(codes, c->codes, (Size) c->nalloc * extbytes);
+			memcpy(filled, c->filled, c->nalloc);
 			OmenCodeMapFree(c->codes, c->bytes);
-			c->filled = repalloc(c->filled, want);
-			memset(c->filled + c->nalloc, 0, want - c->nalloc);
+			pfree(c->filled);
 		}
 		c->codes = codes;
+		c->filled = filled;
 		c->nalloc = want;
-		c->bytes = (Size) want * extbytes;
+		c->bytes = len;
 	}
 
 	start = OmenExtentStart(info, x);
@@ -421,6 +500,8 @@ OmenReaderInit(OmenReader *r, OmenIndexInfo *info)
 	r->expanded = 0;
 	r->cache = OmenCodeCacheGet(info);
 	r->heapfetch = NULL;
+	r->nohints = VacuumCostActive;	/* see OmenReadBufferHinted */
+	r->nhinted = 0;
 }
 
 void
@@ -441,15 +522,22 @@ OmenReaderRelease(OmenReader *r)
  * buffer still holding the block is pinned without hashing its tag and
  * taking a mapping partition lock.  The hint is only a hint:
  * ReadRecentBuffer checks the buffer's tag under its header lock.  Temporary
- * indexes do without: their local buffer lookup takes no lock anyway.
+ * indexes do without: their local buffer lookup takes no lock anyway.  So
+ * does VACUUM, whose cost accounting counts the pages ReadBuffer reads.
  */
 static Buffer
 OmenReadBufferHinted(OmenReader *r, BlockNumber blk)
 {
-	OmenCodeCache *c = RelationUsesLocalBuffers(r->index) ? NULL : r->cache;
+	OmenCodeCache *c = (RelationUsesLocalBuffers(r->index) || r->nohints) ? NULL : r->cache;
 	Buffer		buf;
 
-	if (c != NULL && blk < c->nrecent && c->recent[blk] != InvalidBuffer &&
+	/*
+	 * ReadRecentBuffer does not raise the buffer's usage count, which the
+	 * clock sweep goes by: every eighth pin goes the long way, so that the
+	 * pages searches keep coming back to stay hot.
+	 */
+	if (c != NULL && (++r->nhinted & 7) != 0 &&
+		blk < c->nrecent && c->recent[blk] != InvalidBuffer &&
 		ReadRecentBuffer(r->index->rd_node, MAIN_FORKNUM, blk, c->recent[blk]))
 	{
 		/* what ReadBuffer would have counted */

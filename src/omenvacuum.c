@@ -236,6 +236,7 @@ OmenRepairGraph(IndexVacuumInfo *vinfo, OmenIndexInfo *info, uint32 nextents,
 											  ALLOCSET_DEFAULT_SIZES);
 
 	OmenReaderInit(&r, info);
+	r.nohints = true;			/* VACUUM counts what ReadBuffer reads */
 	for (uint32 x = 0; x < nextents; x++)
 	{
 		for (int i = 0; i < info->K; i++)
@@ -488,6 +489,7 @@ OmenRelinkOrphans(Relation index, OmenIndexInfo *info, uint32 nextents)
 											  ALLOCSET_DEFAULT_SIZES);
 
 	OmenReaderInit(&r, info);
+	r.nohints = true;			/* VACUUM counts what ReadBuffer reads */
 	OmenWalkGraph(index, &r, reached, nelems);
 	for (uint64 e = 0; e < nelems; e++)
 	{
