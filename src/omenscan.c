@@ -282,10 +282,11 @@ OmenItemHeapPop(OmenItemHeap *h)
 /*
  * After a round of graph search: what it found that is not re-ranked yet
  * goes to R.  That is the best ef (W), and also the rest (D) once the
- * graph is exhausted or when a quantized index must re-rank more than what
- * W holds that is not re-ranked yet (omen.rerank_factor).  Otherwise D can wait for the next
- * round: all of it lies at or beyond the round's radius, where nothing
- * goes out before a wider round, which collects R afresh.
+ * graph is exhausted, or when a quantized index must re-rank more than
+ * what W holds that is not re-ranked yet (omen.rerank_factor).  Otherwise
+ * D can wait for the next round: all of it lies at or beyond the round's
+ * radius, where nothing goes out before a wider round, which collects R
+ * afresh.
  */
 static void
 OmenSegCollect(OmenScanOpaque so, OmenSegScan *ss, int mustrerank)
