@@ -71,6 +71,14 @@ VACUUM glove;
 INSERT INTO glove SELECT s.id, s.v FROM src s WHERE NOT EXISTS (SELECT 1 FROM glove g WHERE g.id = s.id) AND s.id % 5 = 0;
 SELECT pages <= :glove_pages * 1.2 AS bounded_growth, elements = (SELECT count(*) FROM glove) AS counts_match
 FROM omen_index_info('glove_idx');
+-- a VACUUM with nothing to delete links again what the inserts left
+-- unreached, and leaves every row reachable by its own vector
+SELECT unreachable AS unreached_before FROM omen_verify('glove_idx') \gset
+VACUUM glove;
+SELECT unreachable <= :unreached_before AS no_more_unreached, deleted = 0 AS nothing_deleted
+FROM omen_verify('glove_idx');
+SELECT count(*) AS rows_not_found_by_their_vector FROM glove g
+WHERE g.id % 50 = 0 AND NOT EXISTS (SELECT 1 FROM (SELECT id FROM glove x ORDER BY x.v <=> g.v LIMIT 10) s WHERE s.id = g.id);
 RESET enable_seqscan;
 DROP TABLE glove, glove_q, glove_gt, src;
 

@@ -719,6 +719,15 @@ omenvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 	}
 	if (ndeleted > 0)
 		OmenRepairAndFree(info, &oi, &meta, deleted, ndeleted);
+	else if (stats->num_index_tuples > 0)
+	{
+		/*
+		 * Nothing to delete, but the inserts since the last VACUUM may have
+		 * left elements nobody links to any more (a later insert's
+		 * back-link pruned away the only link to one): link them again.
+		 */
+		OmenRelinkOrphans(index, &oi, meta.nextents);
+	}
 	IndexFreeSpaceMapVacuum(index);
 	pfree(deleted);
 	stats->num_pages = RelationGetNumberOfBlocks(index);
